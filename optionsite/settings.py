@@ -1,0 +1,190 @@
+"""Settings for the options chain tracker, read from environment variables.
+
+Every variable is listed with its default and meaning in README.md ("Configuration").
+A bad value stops the process with one ``ImproperlyConfigured`` line naming the variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from optionsite.env import env_bool, env_float, env_int, env_list, env_str, env_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. Set it to a long random string, or set DJANGO_DEBUG=1 for local use."
+        )
+    SECRET_KEY = "insecure-local-development-key-do-not-use-in-production"
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "optionsite",
+    "assets",
+    "ingest",
+    "chain",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "optionsite.urls"
+ASGI_APPLICATION = "optionsite.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database: an SQLite file unless DATABASE_URL names another one -------------------
+_DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+try:
+    DATABASES = {"default": dj_database_url.parse(_DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL={_DATABASE_URL!r} is not a database URL: {exc}") from None
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: one server by default, each use overridable -------------------------------
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=_REDIS_SCHEMES)
+CACHE_REDIS_URL = env_url("CACHE_REDIS_URL", REDIS_URL, schemes=_REDIS_SCHEMES)
+CHANNEL_LAYER_REDIS_URL = env_url("CHANNEL_LAYER_REDIS_URL", REDIS_URL, schemes=_REDIS_SCHEMES)
+CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", REDIS_URL, schemes=(*_REDIS_SCHEMES, "amqp", "pyamqp"))
+# Every key this project writes starts with this prefix, so that several installations
+# (or a test run) can share one Redis database without touching each other's keys.
+REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "optionsite:")
+
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": CACHE_REDIS_URL,
+        "KEY_PREFIX": f"{REDIS_KEY_PREFIX}cache",
+    }
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [CHANNEL_LAYER_REDIS_URL],
+            "prefix": f"{REDIS_KEY_PREFIX}asgi",
+            # A browser tab that stops reading must not hold updates for everyone else.
+            "capacity": 200,
+            "expiry": 30,
+        },
+    }
+}
+
+# --- Celery ---------------------------------------------------------------------------
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": f"{REDIS_KEY_PREFIX}celery:"}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Bybit ----------------------------------------------------------------------------
+# Mainnet by default; `make demo` points both at the local simulator.
+BYBIT_REST_URL = env_url("BYBIT_REST_URL", "https://api.bybit.com", schemes=("http", "https"))
+BYBIT_WS_URL = env_url("BYBIT_WS_URL", "wss://stream.bybit.com/v5/public/option", schemes=("ws", "wss"))
+if "/v5/public" not in BYBIT_WS_URL:
+    # pybit refuses public topics on any other path (reference §6.1).
+    raise ImproperlyConfigured(f"BYBIT_WS_URL={BYBIT_WS_URL!r} must contain /v5/public (e.g. .../v5/public/option).")
+
+# --- Ingest ---------------------------------------------------------------------------
+FEED_FLUSH_INTERVAL = env_float("FEED_FLUSH_INTERVAL", 0.25, minimum=0.01)
+FEED_STALE_AFTER = env_float("FEED_STALE_AFTER", 15.0, minimum=1.0)
+
+# --- HTTP -----------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.AnonRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"anon": env_str("API_ANON_RATE", "1200/min")},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Bybit options chain tracker API",
+    "DESCRIPTION": "Live Bybit option chains (USDT- and USDC-settled) kept in Redis by the ingest worker.",
+    "VERSION": "0.1.0",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+PORT = env_int("PORT", 8000, minimum=1, maximum=65535)
+
+# --- Logging: one line per event on stdout --------------------------------------------
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(f"LOG_LEVEL={LOG_LEVEL!r} must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL.")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"line": {"()": "optionsite.logfmt.LineFormatter"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "line"}},
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        # pybit logs every (re)connect attempt at INFO; ours already say what matters.
+        "pybit": {"level": "WARNING"},
+        "websocket": {"level": "WARNING"},
+        "django.channels.server": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,99 @@
+"""Staff manage assets in the admin; nobody else can."""
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+
+from assets.models import Asset
+
+# Transactional, so that on_commit hooks run; serialized rollback restores the seeded assets.
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+CHANGELIST = reverse("admin:assets_asset_changelist")
+
+
+@pytest.fixture
+def staff_client(client: Client) -> Client:
+    client.force_login(User.objects.create_superuser("staff", "staff@example.com", "pw"))
+    return client
+
+
+def changelist_form(**changes: object) -> dict[str, object]:
+    """The changelist's list_editable form as the browser would post it."""
+    assets = list(Asset.objects.order_by("display_order", "symbol"))
+    data: dict[str, object] = {
+        "form-TOTAL_FORMS": len(assets),
+        "form-INITIAL_FORMS": len(assets),
+        "_save": "Save",
+    }
+    for index, asset in enumerate(assets):
+        data[f"form-{index}-id"] = asset.pk
+        data[f"form-{index}-display_order"] = asset.display_order
+        if changes.get(asset.symbol, asset.enabled):
+            data[f"form-{index}-enabled"] = "on"
+    return data
+
+
+def test_it_lets_staff_add_an_asset_typed_in_lower_case(staff_client: Client, assets_events) -> None:
+    response = staff_client.post(
+        reverse("admin:assets_asset_add"),
+        {"symbol": "xrp", "enabled": "on", "display_name": "XRP", "display_order": 40},
+    )
+    assert response.status_code == 302
+    assert Asset.objects.get(symbol="XRP").enabled
+    assert [event["symbols"] for event in assets_events.events()] == [["XRP"]]
+
+
+def test_it_shows_a_bad_symbol_in_the_form(staff_client: Client) -> None:
+    response = staff_client.post(reverse("admin:assets_asset_add"), {"symbol": "BTC-USDT", "display_order": 40})
+    assert response.status_code == 200
+    assert "An asset symbol is 2 to 10 letters or digits" in response.content.decode()
+    assert not Asset.objects.filter(symbol="BTC-USDT").exists()
+
+
+def test_it_shows_a_duplicate_symbol_in_the_form(staff_client: Client) -> None:
+    response = staff_client.post(reverse("admin:assets_asset_add"), {"symbol": "eth", "display_order": 40})
+    assert response.status_code == 200
+    assert "An asset with this symbol already exists." in response.content.decode()
+
+
+def test_it_lets_staff_toggle_enabled_in_the_list(staff_client: Client, assets_events) -> None:
+    response = staff_client.post(CHANGELIST, changelist_form(ETH=False))
+    assert response.status_code == 302
+    assert list(Asset.objects.enabled().values_list("symbol", flat=True)) == ["BTC", "SOL"]
+    assert [(event["action"], event["symbols"]) for event in assets_events.events()] == [("updated", ["ETH"])]
+
+
+def test_it_lets_staff_disable_and_enable_in_bulk(staff_client: Client, assets_events) -> None:
+    ids = list(Asset.objects.filter(symbol__in=["BTC", "SOL"]).values_list("pk", flat=True))
+    staff_client.post(CHANGELIST, {"action": "disable_assets", "_selected_action": ids})
+    assert list(Asset.objects.enabled().values_list("symbol", flat=True)) == ["ETH"]
+    staff_client.post(CHANGELIST, {"action": "enable_assets", "_selected_action": ids})
+    assert Asset.objects.enabled().count() == 3
+    events = assets_events.events()
+    assert [(event["action"], event["symbols"]) for event in events] == [
+        ("updated", ["BTC", "SOL"]),
+        ("updated", ["BTC", "SOL"]),
+    ]
+
+
+def test_it_finds_assets_by_search(staff_client: Client) -> None:
+    response = staff_client.get(CHANGELIST, {"q": "ethereum"})
+    assert response.status_code == 200
+    assert response.context["cl"].result_count == 1
+
+
+def test_it_sends_anonymous_users_to_the_login_page(client: Client) -> None:
+    for url in (CHANGELIST, reverse("admin:assets_asset_add")):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("admin:login"))
+    ids = list(Asset.objects.values_list("pk", flat=True))
+    client.post(CHANGELIST, {"action": "disable_assets", "_selected_action": ids})
+    assert Asset.objects.enabled().count() == 3
+
+
+def test_it_refuses_a_logged_in_user_who_is_not_staff(client: Client) -> None:
+    client.force_login(User.objects.create_user("trader", password="pw"))
+    assert client.get(CHANGELIST).status_code == 302

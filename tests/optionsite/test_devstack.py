@@ -1,0 +1,99 @@
+"""`make run`/`make demo` bring the whole stack up, and one Ctrl-C takes it down."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from optionsite.devstack import PrivateRedis, ensured_redis, free_port, redis_answers
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+
+def test_it_uses_the_redis_that_answers(redis_client) -> None:
+    from django.conf import settings
+
+    with ensured_redis(settings.REDIS_URL) as url:
+        assert url == settings.REDIS_URL
+
+
+def test_it_starts_a_private_redis_when_none_answers_and_stops_it_after() -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    with ensured_redis(dead) as url:
+        assert url != dead
+        assert redis_answers(url)
+    assert not redis_answers(url)
+
+
+def test_a_private_redis_keeps_nothing_on_disk() -> None:
+    server = PrivateRedis.start()
+    try:
+        workdir = Path(server.workdir.name)
+        assert redis_answers(server.url)
+    finally:
+        server.stop()
+    assert not workdir.exists()
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@pytest.mark.slow
+def test_it_serves_admin_and_api_then_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        # No Redis answers here: the stack must start its own.
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "DJANGO_DEBUG": "1",
+    }
+    env.pop("DJANGO_SECRET_KEY", None)
+    stack = subprocess.Popen(
+        [sys.executable, "-m", "optionsite.devstack", "run"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        status = 0
+        while time.monotonic() < deadline and stack.poll() is None:
+            try:
+                status, _ = get(f"http://127.0.0.1:{port}/api/health/")
+            except OSError:
+                status = 0
+            if status == 200:
+                break
+            time.sleep(0.5)
+        assert status == 200, "the stack did not answer /api/health/ within 60 s"
+        assert get(f"http://127.0.0.1:{port}/admin/login/")[0] == 200
+        assert get(f"http://127.0.0.1:{port}/api/")[0] == 200
+        names = " ".join(" ".join(child.cmdline()) for child in psutil.Process(stack.pid).children(recursive=True))
+        for expected in ("redis-server", "worker", "beat", "daphne"):
+            assert expected in names
+        children = psutil.Process(stack.pid).children(recursive=True)
+    finally:
+        stack.send_signal(signal.SIGINT)
+        output, _ = stack.communicate(timeout=30)
+    assert stack.returncode == 0, output
+    _gone, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
+    assert "started a private one" in output

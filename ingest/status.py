@@ -1,0 +1,70 @@
+"""A feed's status as kept in the hash ``<prefix>feed:<ASSET>`` (written by the feed every flush)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, fields
+
+import redis
+
+from ingest.events import FEED_STATES, FeedState
+from ingest.keys import feed_status_key
+
+
+@dataclass
+class FeedStatus:
+    asset: str
+    state: FeedState = "connecting"
+    worker: str = ""
+    connections: int = 0
+    connections_wanted: int = 0
+    subscribed: int = 0
+    instruments: int = 0
+    last_message_ts: int = 0
+    messages_per_second: float = 0.0
+    messages_total: int = 0
+    reconnects: int = 0
+    rejected_frames: int = 0
+    index_price: float = 0.0
+    started_ts: int = 0
+    updated_ts: int = 0
+
+    def to_redis(self) -> dict[str, str]:
+        return {name: str(value) for name, value in asdict(self).items()}
+
+    @classmethod
+    def from_redis(cls, asset: str, raw: dict[bytes, bytes]) -> FeedStatus | None:
+        """``None`` when there is no status (the feed never ran, or its data was removed)."""
+        if not raw:
+            return None
+        values = {key.decode(): value.decode() for key, value in raw.items()}
+        status = cls(asset=asset)
+        for field in fields(cls):
+            if field.name == "asset" or field.name not in values:
+                continue
+            kind = type(getattr(status, field.name))
+            try:
+                setattr(status, field.name, kind(values[field.name]))
+            except ValueError:
+                continue
+        if status.state not in FEED_STATES:
+            status.state = "stale"
+        return status
+
+    def last_message_age(self, now_ms: int | None = None) -> float | None:
+        """Seconds since the last ticker; ``None`` if none arrived yet."""
+        if not self.last_message_ts:
+            return None
+        now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+        return max(0.0, (now_ms - self.last_message_ts) / 1000)
+
+    def is_fresh(self, *, stale_after: float, now_ms: int | None = None) -> bool:
+        """Live, written recently, and a ticker arrived within ``stale_after`` seconds."""
+        now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+        age = self.last_message_age(now_ms)
+        written_recently = (now_ms - self.updated_ts) / 1000 <= stale_after
+        return self.state == "live" and written_recently and age is not None and age <= stale_after
+
+
+def read_feed_status(client: redis.Redis, asset: str) -> FeedStatus | None:
+    return FeedStatus.from_redis(asset, client.hgetall(feed_status_key(asset)))  # type: ignore[arg-type]

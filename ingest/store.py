@@ -1,0 +1,107 @@
+"""Writes of the ingest into Redis (layout in ``ingest.keys`` and docs/redis.md).
+
+Every function takes the client and issues a constant number of round-trips, whatever
+the number of contracts: one pipeline per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import orjson
+import redis
+
+from ingest.keys import (
+    chain_key,
+    contract_key,
+    contracts_key,
+    expiries_key,
+    feed_status_key,
+    strikes_key,
+    tracked_assets_key,
+)
+from ingest.normalize import ContractRow, contract_hash_fields, static_row
+from ingest.symbols import OptionContract
+
+# A contract hash nobody refreshes (its feed stopped without cleaning up, e.g. kill -9
+# of every worker) disappears by itself after this long.
+CONTRACT_TTL_SECONDS = 6 * 3600
+
+
+@dataclass(frozen=True)
+class InstrumentChange:
+    listed: list[ContractRow]
+    delivered: list[str]
+
+
+def sync_instruments(client: redis.Redis, *, asset: str, contracts: Iterable[OptionContract]) -> InstrumentChange:
+    """Make the asset's indexes list exactly ``contracts``; drop the data of the rest.
+
+    New contracts get a row with no quotes yet, so that they show up before their first
+    ticker; contracts no longer listed (delivered) lose their hash and their row.
+    """
+    current = {contract.symbol: contract for contract in contracts}
+    known = {member.decode() for member in client.smembers(contracts_key(asset))}
+    old_expiries = {member.decode() for member in client.zrange(expiries_key(asset), 0, -1)}
+    listed = [static_row(current[symbol]) for symbol in sorted(current.keys() - known)]
+    delivered = sorted(known - current.keys())
+
+    strikes: dict[str, dict[str, float]] = {}
+    delivery_ms: dict[str, int] = {}
+    for contract in current.values():
+        row = static_row(contract)
+        strikes.setdefault(row["expiry"], {})[row["strike_text"]] = row["strike"]
+        delivery_ms[row["expiry"]] = row["delivery_ms"]
+
+    pipe = client.pipeline(transaction=True)
+    pipe.sadd(tracked_assets_key(), asset)
+    if delivered:
+        pipe.srem(contracts_key(asset), *delivered)
+        pipe.hdel(chain_key(asset), *delivered)
+        pipe.delete(*(contract_key(symbol) for symbol in delivered))
+    if listed:
+        pipe.sadd(contracts_key(asset), *(row["symbol"] for row in listed))
+        pipe.hset(chain_key(asset), mapping={row["symbol"]: orjson.dumps(row) for row in listed})
+    gone_expiries = old_expiries - delivery_ms.keys()
+    if gone_expiries:
+        pipe.zrem(expiries_key(asset), *gone_expiries)
+    for expiry in gone_expiries | delivery_ms.keys():
+        pipe.delete(strikes_key(asset, expiry))
+    if delivery_ms:
+        pipe.zadd(expiries_key(asset), delivery_ms)
+    for expiry, by_text in strikes.items():
+        pipe.zadd(strikes_key(asset, expiry), by_text)
+    pipe.execute()
+    return InstrumentChange(listed=listed, delivered=delivered)
+
+
+def write_rows(pipe: redis.client.Pipeline, *, asset: str, rows: Iterable[ContractRow]) -> int:
+    """Queue the rows' contract hashes and chain entries on ``pipe``; returns how many."""
+    chain_entries: dict[str, bytes] = {}
+    for row in rows:
+        key = contract_key(row["symbol"])
+        pipe.hset(key, mapping=contract_hash_fields(row))  # type: ignore[arg-type]
+        pipe.expire(key, CONTRACT_TTL_SECONDS)
+        chain_entries[row["symbol"]] = orjson.dumps(row)
+    if chain_entries:
+        pipe.hset(chain_key(asset), mapping=chain_entries)  # type: ignore[arg-type]
+    return len(chain_entries)
+
+
+def write_feed_status(pipe: redis.client.Pipeline, *, asset: str, status: Mapping[str, str | int | float]) -> None:
+    pipe.hset(feed_status_key(asset), mapping=dict(status))  # type: ignore[arg-type]
+
+
+def purge_asset(client: redis.Redis, *, asset: str) -> None:
+    """Remove everything the ingest keeps about ``asset`` (it was disabled or deleted)."""
+    symbols = [member.decode() for member in client.smembers(contracts_key(asset))]
+    expiries = [member.decode() for member in client.zrange(expiries_key(asset), 0, -1)]
+    pipe = client.pipeline(transaction=True)
+    for start in range(0, len(symbols), 1000):
+        pipe.delete(*(contract_key(symbol) for symbol in symbols[start : start + 1000]))
+    for expiry in expiries:
+        pipe.delete(strikes_key(asset, expiry))
+    pipe.delete(chain_key(asset), contracts_key(asset), expiries_key(asset), feed_status_key(asset))
+    pipe.srem(tracked_assets_key(), asset)
+    pipe.execute()

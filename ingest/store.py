@@ -23,6 +23,7 @@ from ingest.keys import (
 )
 from ingest.normalize import ContractRow, contract_hash_fields, static_row
 from ingest.symbols import OptionContract
+from optionsite.redis_client import texts
 
 # A contract hash nobody refreshes (its feed stopped without cleaning up, e.g. kill -9
 # of every worker) disappears by itself after this long.
@@ -42,8 +43,8 @@ def sync_instruments(client: redis.Redis, *, asset: str, contracts: Iterable[Opt
     ticker; contracts no longer listed (delivered) lose their hash and their row.
     """
     current = {contract.symbol: contract for contract in contracts}
-    known = {member.decode() for member in client.smembers(contracts_key(asset))}
-    old_expiries = {member.decode() for member in client.zrange(expiries_key(asset), 0, -1)}
+    known = set(texts(client.smembers(contracts_key(asset))))
+    old_expiries = set(texts(client.zrange(expiries_key(asset), 0, -1)))
     listed = [static_row(current[symbol]) for symbol in sorted(current.keys() - known)]
     delivered = sorted(known - current.keys())
 
@@ -95,8 +96,8 @@ def write_feed_status(pipe: redis.client.Pipeline, *, asset: str, status: Mappin
 
 def purge_asset(client: redis.Redis, *, asset: str) -> None:
     """Remove everything the ingest keeps about ``asset`` (it was disabled or deleted)."""
-    symbols = [member.decode() for member in client.smembers(contracts_key(asset))]
-    expiries = [member.decode() for member in client.zrange(expiries_key(asset), 0, -1)]
+    symbols = texts(client.smembers(contracts_key(asset)))
+    expiries = texts(client.zrange(expiries_key(asset), 0, -1))
     pipe = client.pipeline(transaction=True)
     for start in range(0, len(symbols), 1000):
         pipe.delete(*(contract_key(symbol) for symbol in symbols[start : start + 1000]))

@@ -199,7 +199,21 @@ def stack_services(*, mode: str, env: dict[str, str], host: str, port: int) -> l
     run_dir.mkdir(exist_ok=True)
     services += [
         Service(
-            "worker", [celery, "-A", "optionsite", "worker", "--pool", "threads", "--concurrency", "8", "-l", "INFO"]
+            "worker",
+            [
+                celery,
+                "-A",
+                "optionsite",
+                "worker",
+                "--pool",
+                "threads",
+                "--concurrency",
+                "16",
+                "-Q",
+                "celery,feeds",
+                "-l",
+                "INFO",
+            ],
         ),
         Service("beat", [celery, "-A", "optionsite", "beat", "-l", "INFO", "-s", str(run_dir / "celerybeat-schedule")]),
         Service("web", [str(BIN_DIR / "daphne"), "-b", host, "-p", str(port), "optionsite.asgi:application"]),

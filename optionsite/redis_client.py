@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -16,6 +18,11 @@ def redis_connection() -> redis.Redis:
 @functools.cache
 def _client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, health_check_interval=30, socket_connect_timeout=5)
+
+
+def texts(values: Iterable[Any]) -> list[str]:
+    """Decode what a Redis read returned (bytes with this client) into strings."""
+    return [value.decode() if isinstance(value, bytes) else str(value) for value in values]
 
 
 def redis_key(*parts: str) -> str:

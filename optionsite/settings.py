@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from optionsite.env import env_bool, env_float, env_int, env_list, env_str, env_url
@@ -124,6 +125,10 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": f"{REDIS_KEY_PREFIX}celery:"}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Feed tasks run for hours on the thread pool; a worker must not reserve feed tasks it
+# has no free thread for (another worker should take them).
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ROUTES = {"ingest.run_feed": {"queue": "feeds"}}
 
 # --- Bybit ----------------------------------------------------------------------------
 # Mainnet by default; `make demo` points both at the local simulator.
@@ -136,10 +141,24 @@ if "/v5/public" not in BYBIT_WS_URL:
 # --- Ingest ---------------------------------------------------------------------------
 FEED_FLUSH_INTERVAL = env_float("FEED_FLUSH_INTERVAL", 0.25, minimum=0.01)
 FEED_STALE_AFTER = env_float("FEED_STALE_AFTER", 15.0, minimum=1.0)
+FEED_SILENCE_TIMEOUT = env_float("FEED_SILENCE_TIMEOUT", 10.0, minimum=1.0)
+FEED_REFRESH_INTERVAL = env_float("FEED_REFRESH_INTERVAL", 300.0, minimum=5.0)
+FEED_LEASE_TTL = env_float("FEED_LEASE_TTL", 15.0, minimum=3.0)
+CELERY_BEAT_SCHEDULE = {
+    "dispatch-feeds": {"task": "ingest.dispatch_feeds", "schedule": 2.0, "options": {"expires": 10}},
+    "refresh-instruments": {"task": "ingest.refresh_instruments", "schedule": FEED_REFRESH_INTERVAL},
+    # Bybit delivers at 08:00 UTC and lists new expiries then: look just after.
+    "refresh-after-delivery": {"task": "ingest.refresh_instruments", "schedule": crontab(minute="0,1,5", hour="8")},
+}
 
 # --- HTTP -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": [
+        "chain.renderers.ORJSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "chain.negotiation.FormatNegotiation",
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
@@ -147,11 +166,21 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.AnonRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"anon": env_str("API_ANON_RATE", "1200/min")},
+    "EXCEPTION_HANDLER": "chain.exceptions.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Bybit options chain tracker API",
-    "DESCRIPTION": "Live Bybit option chains (USDT- and USDC-settled) kept in Redis by the ingest worker.",
+    "DESCRIPTION": (
+        "Live Bybit option chains (USDT- and USDC-settled) kept in Redis by the ingest worker. "
+        "Numbers are JSON numbers; a value nobody quotes is null, never 0. Implied volatilities and 24 h "
+        "changes are fractions as Bybit sends them (0.4896 is 48.96 %). Times: epoch milliseconds (`ts`, "
+        "`delivery_ms`), ISO 8601 UTC (`expiry_at`), ages and times to expiry in seconds. See docs/api.md."
+    ),
     "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "PREPROCESSING_HOOKS": ["chain.schema.drop_slashless_duplicates"],
+    "ENUM_NAME_OVERRIDES": {"SettleEnum": ["USDT", "USDC"], "OptionTypeEnum": ["call", "put"]},
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -184,7 +213,11 @@ LOGGING = {
     "loggers": {
         # pybit logs every (re)connect attempt at INFO; ours already say what matters.
         "pybit": {"level": "WARNING"},
-        "websocket": {"level": "WARNING"},
+        # websocket-client logs every dropped socket at ERROR; the feed logs it once, with context.
+        "websocket": {"level": "CRITICAL"},
         "django.channels.server": {"level": "WARNING"},
+        # "Task … received/succeeded" for the dispatch task every two seconds says nothing.
+        "celery.app.trace": {"level": "WARNING"},
+        "celery.worker.strategy": {"level": "WARNING"},
     },
 }

@@ -1,0 +1,100 @@
+"""Which worker runs which asset's feed: dispatch, leases, refresh requests.
+
+``dispatch_feeds`` runs every few seconds (Celery beat): every enabled asset whose lease
+nobody holds gets one ``run_feed`` task; the first worker to take the lease runs the feed
+for as long as it holds it. Leftover data of assets that are no longer enabled and that
+no feed is cleaning up is removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+
+import orjson
+import redis
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import close_old_connections
+
+from assets.models import Asset
+from ingest.events import build_feed_refresh
+from ingest.feed import AssetFeed, FeedSettings, StopReason
+from ingest.keys import feed_control_channel, feed_dispatch_key, feed_lease_key, tracked_assets_key
+from ingest.lease import Lease, LeaseKeeper
+from ingest.store import purge_asset
+from optionsite.redis_client import texts
+
+logger = logging.getLogger(__name__)
+
+# A queued feed task that no worker has started within this many seconds is queued again.
+DISPATCH_RETRY_SECONDS = 10
+
+
+def asset_is_enabled(symbol: str) -> bool:
+    try:
+        return Asset.objects.filter(symbol=symbol, enabled=True).exists()
+    finally:
+        close_old_connections()  # long-lived threads must not keep a broken connection
+
+
+def dispatch_feeds(*, client: redis.Redis, enqueue: Callable[[str], None]) -> list[str]:
+    """Queue a feed for every enabled asset nobody runs; returns the assets queued."""
+    enabled = set(Asset.objects.enabled().values_list("symbol", flat=True))
+    close_old_connections()
+    queued = []
+    for asset in sorted(enabled):
+        if client.exists(feed_lease_key(asset)):
+            continue
+        if client.set(feed_dispatch_key(asset), "1", nx=True, ex=DISPATCH_RETRY_SECONDS):
+            enqueue(asset)
+            queued.append(asset)
+    tracked = set(texts(client.smembers(tracked_assets_key())))
+    for asset in sorted(tracked - enabled):
+        if not client.exists(feed_lease_key(asset)):
+            logger.info("removing the data of an asset no longer enabled", extra={"asset": asset})
+            purge_asset(client, asset=asset)
+    return queued
+
+
+def request_refresh(*, client: redis.Redis, assets: list[str]) -> int:
+    """Ask the running feeds of ``assets`` to re-read their instruments now."""
+    return int(client.publish(feed_control_channel(), orjson.dumps(build_feed_refresh(assets=assets))))
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{threading.get_native_id()}"
+
+
+def run_asset_feed(*, client: redis.Redis, asset: str, stop_event: threading.Event) -> str:
+    """Run ``asset``'s feed here if no one else does, until stopped; returns why it ended."""
+    worker = worker_name()
+    lease = Lease(
+        client, key=feed_lease_key(asset), token=f"{worker}:{uuid.uuid4().hex[:8]}", ttl=settings.FEED_LEASE_TTL
+    )
+    if not lease.acquire():
+        return f"already running on {lease.holder()}"
+    client.delete(feed_dispatch_key(asset))
+    keeper = LeaseKeeper(lease)
+    keeper.start()
+    reason = StopReason.REQUESTED
+    try:
+        feed = AssetFeed(
+            asset=asset,
+            settings=FeedSettings.from_django(),
+            client=client,
+            channel_layer=get_channel_layer(),
+            worker=worker,
+            is_enabled=lambda: asset_is_enabled(asset),
+            owns_lease=keeper.held,
+            stop_event=stop_event,
+        )
+        reason = feed.run()
+    finally:
+        keeper.stop()
+        if reason is not StopReason.LEASE_LOST:
+            lease.release()
+    return reason.value

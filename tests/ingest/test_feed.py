@@ -1,0 +1,300 @@
+"""The feed against the simulator: real pybit, real sockets, real Redis, real channel layer."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from ingest.feed import AssetFeed, FeedSettings, StopReason
+from ingest.keys import chain_group, chain_key, contract_key, contracts_key, expiries_key, feed_status_key
+from ingest.simulator import RunningSimulator
+from ingest.status import FeedStatus, read_feed_status
+from ingest.store import purge_asset
+from ingest.supervision import request_refresh
+from tests.ingest.conftest import poll
+
+
+class RunningFeed:
+    def __init__(self, feed: AssetFeed, thread: threading.Thread, client: redis.Redis) -> None:
+        self.feed = feed
+        self.thread = thread
+        self.client = client
+        self.result: list[StopReason] = []
+
+    def status(self) -> FeedStatus:
+        return read_feed_status(self.client, self.feed.asset) or FeedStatus(asset=self.feed.asset)
+
+    def chain(self) -> dict[str, dict[str, Any]]:
+        raw = self.client.hgetall(chain_key(self.feed.asset))
+        return {key.decode(): orjson.loads(value) for key, value in raw.items()}
+
+    def stop(self) -> StopReason:
+        self.feed.stop()
+        self.thread.join(timeout=20)
+        assert not self.thread.is_alive()
+        return self.result[0]
+
+
+@pytest.fixture
+def start_feed(redis_client: redis.Redis) -> Iterator[Callable[..., RunningFeed]]:
+    running: list[RunningFeed] = []
+
+    def start(simulator: RunningSimulator, asset: str = "BTC", **settings: Any) -> RunningFeed:
+        options: dict[str, Any] = {
+            "flush_interval": 0.1,
+            "silence_timeout": 2.0,
+            "stale_after": 3.0,
+            "backoff_initial": 0.1,
+            "backoff_max": 1.0,
+            "connect_timeout": 3.0,
+            **settings,
+        }
+        is_enabled = options.pop("is_enabled", lambda: True)
+        feed = AssetFeed(
+            asset=asset,
+            settings=FeedSettings(ws_url=simulator.ws_url, rest_url=simulator.rest_url, **options),
+            client=redis_client,
+            channel_layer=get_channel_layer(),
+            worker="test",
+            is_enabled=is_enabled,
+        )
+        thread = threading.Thread(target=lambda: handle.result.append(feed.run()), daemon=True)
+        handle = RunningFeed(feed, thread, redis_client)
+        thread.start()
+        running.append(handle)
+        return handle
+
+    yield start
+    for handle in running:
+        if handle.thread.is_alive():
+            handle.stop()
+        purge_asset(redis_client, asset=handle.feed.asset)
+
+
+def live_with_every_topic(feed: RunningFeed, simulator: RunningSimulator, count: int) -> Callable[[], bool]:
+    def check() -> bool:
+        status = feed.status()
+        return (
+            status.state == "live"
+            and status.subscribed == count
+            and sum(simulator.topics_per_connection()) == count
+            and simulator.connection_count() == status.connections_wanted
+        )
+
+    return check
+
+
+def test_it_stores_every_contract_with_its_ticker_values(start_simulator, start_feed) -> None:
+    simulator = start_simulator(assets=("BTC",))
+    symbols = simulator.live_symbols("BTC")
+    feed = start_feed(simulator)
+    poll(lambda: len([r for r in feed.chain().values() if r["ts"]]) == len(symbols), timeout=15)
+
+    chain = feed.chain()
+    assert sorted(chain) == sorted(symbols)
+    assert {symbol.decode() for symbol in feed.client.smembers(contracts_key("BTC"))} == set(symbols)
+    assert feed.client.zcard(expiries_key("BTC")) >= 5
+    for row in chain.values():
+        assert row["underlying_price"] > 0
+        assert row["index_price"] > 0
+        assert row["mark_price"] is not None
+        assert 0 < row["mark_iv"] < 5
+        if row["bid_price"] is not None and row["ask_price"] is not None:
+            assert row["bid_price"] <= row["ask_price"]
+        assert row["ts"] <= row["received_ts"]
+    # USDT- and USDC-settled contracts with the same expiry, strike and type are both kept.
+    usdc = [s for s in symbols if not s.endswith("-USDT")]
+    assert usdc
+    assert all(f"{s}-USDT" in chain for s in usdc[:20])
+    one = feed.client.hgetall(contract_key(usdc[0]))
+    assert one[b"settle"] == b"USDC"
+    assert float(one[b"mark_iv"]) > 0
+
+
+def test_its_values_match_the_exchanges_rest_tickers(start_simulator, start_feed, pybit_http) -> None:
+    simulator = start_simulator(assets=("BTC",), reprice_hz=0.2)
+    feed = start_feed(simulator)
+    symbol = simulator.live_symbols("BTC")[10]
+    poll(lambda: feed.chain().get(symbol, {}).get("ts"), timeout=10)
+    rest = pybit_http(simulator.rest_url).get_tickers(category="option", symbol=symbol)["result"]["list"][0]
+
+    def matches() -> bool:
+        row = feed.chain()[symbol]
+        return row["mark_iv"] == float(rest["markIv"]) and row["delta"] == float(rest["delta"])
+
+    # Within one re-pricing period (5 s) the stream and REST show the same mark IV and delta.
+    poll(matches, timeout=6, message="stream and REST values agree")
+
+
+def test_it_spreads_topics_over_connections_within_the_per_connection_limit(start_simulator, start_feed) -> None:
+    simulator = start_simulator(assets=("BTC",))
+    count = len(simulator.live_symbols("BTC"))
+    feed = start_feed(simulator, topics_per_connection=300, topics_per_request=120)
+    poll(live_with_every_topic(feed, simulator, count), timeout=15)
+    assert simulator.connection_count() == -(-count // 300)
+    assert max(simulator.topics_per_connection()) <= 300
+
+
+def test_it_keeps_more_than_2000_contracts_across_connections(start_simulator, start_feed, tmp_path) -> None:
+    # 3 expiries x 241 strikes x call/put x USDT/USDC = 2,892 BTC contracts.
+    symbols = [
+        f"BTC-{expiry}-{strike}-{kind}{settle}"
+        for expiry in ("27NOV26", "25DEC26", "26MAR27")
+        for strike in range(50_000, 170_500, 500)
+        for kind in ("C", "P")
+        for settle in ("-USDT", "")
+    ]
+    (tmp_path / "symbols.txt").write_text("\n".join(symbols))
+    simulator = start_simulator(assets=("BTC",), symbols_file=tmp_path / "symbols.txt")
+    count = len(simulator.live_symbols("BTC"))
+    assert count > 2000
+    feed = start_feed(simulator)
+    poll(live_with_every_topic(feed, simulator, count), timeout=30)
+    assert simulator.connection_count() == 2
+    assert sorted(simulator.topics_per_connection()) == [count - 2000, 2000]
+
+
+@pytest.mark.parametrize(
+    ("fault", "arguments"),
+    [
+        ("drop_connections", {}),
+        ("close_connections", {"code": 1001, "reason": "going away"}),
+        ("stall", {"seconds": 4}),
+    ],
+)
+def test_it_recovers_every_topic_after_a_fault(start_simulator, start_feed, fault, arguments) -> None:
+    simulator = start_simulator(assets=("SOL",))
+    count = len(simulator.live_symbols("SOL"))
+    feed = start_feed(simulator, asset="SOL", topics_per_connection=200)
+    poll(live_with_every_topic(feed, simulator, count), timeout=15)
+    reconnects = feed.status().reconnects
+
+    getattr(simulator, fault)(**arguments)
+
+    poll(lambda: feed.status().reconnects > reconnects, timeout=10, message="the feed noticed")
+    poll(live_with_every_topic(feed, simulator, count), timeout=15, message="every topic restored")
+    # No duplicate sockets: exactly the connections the feed wants, each with its share.
+    assert simulator.connection_count() == feed.status().connections_wanted == -(-count // 200)
+
+
+def test_it_waits_out_refused_connections_with_backoff(start_simulator, start_feed) -> None:
+    simulator = start_simulator(assets=("SOL",))
+    count = len(simulator.live_symbols("SOL"))
+    feed = start_feed(simulator, asset="SOL")
+    poll(live_with_every_topic(feed, simulator, count), timeout=15)
+
+    simulator.refuse_connections(seconds=3)
+    simulator.drop_connections()
+    poll(lambda: feed.status().state != "live", timeout=8)
+    poll(live_with_every_topic(feed, simulator, count), timeout=20, message="back after the refusal")
+    # Backoff: a handful of attempts in 3 s, not pybit's busy loop of ~100 per second.
+    assert feed.status().reconnects < 15
+    assert simulator.connection_count() == feed.status().connections_wanted
+
+
+def test_it_rebuilds_a_connection_whose_pongs_stop(start_simulator, start_feed) -> None:
+    simulator = start_simulator(assets=("SOL",))
+    count = len(simulator.live_symbols("SOL"))
+    feed = start_feed(simulator, asset="SOL", ping_interval=2, ping_timeout=1)
+    poll(live_with_every_topic(feed, simulator, count), timeout=15)
+    simulator.withhold_pongs(enabled=True, kind="control")
+    poll(lambda: feed.status().reconnects > 0, timeout=10, message="ping timeout noticed")
+    simulator.withhold_pongs(enabled=False)
+    poll(live_with_every_topic(feed, simulator, count), timeout=15)
+
+
+def test_it_counts_bad_frames_and_keeps_good_values(start_simulator, start_feed) -> None:
+    simulator = start_simulator(assets=("SOL",))
+    count = len(simulator.live_symbols("SOL"))
+    feed = start_feed(simulator, asset="SOL")
+    poll(live_with_every_topic(feed, simulator, count), timeout=15)
+    simulator.set_malformed_rate(rate=0.05)
+    poll(lambda: feed.status().rejected_frames > 50, timeout=10)
+    simulator.set_malformed_rate(rate=0.0)
+
+    status = feed.status()
+    assert status.state == "live"
+    assert status.reconnects == 0
+    for row in feed.chain().values():
+        for field in ("mark_price", "mark_iv", "delta", "underlying_price"):
+            assert isinstance(row[field], float), (row["symbol"], field, row[field])
+
+
+def test_it_lists_and_delivers_at_08_00_utc(start_simulator, start_feed, redis_client) -> None:
+    simulator = start_simulator(assets=("SOL",))
+    before = set(simulator.live_symbols("SOL"))
+    feed = start_feed(simulator, asset="SOL")
+    poll(live_with_every_topic(feed, simulator, len(before)), timeout=15)
+
+    simulator.advance_to_next_delivery()
+    after = set(simulator.live_symbols("SOL"))
+    delivered, listed = before - after, after - before
+    assert delivered
+    assert listed
+    request_refresh(client=redis_client, assets=["SOL"])
+
+    poll(lambda: set(feed.chain()) == after, timeout=10, message="chain follows the new listing")
+    poll(live_with_every_topic(feed, simulator, len(after)), timeout=10)
+    poll(lambda: all(feed.chain()[symbol]["ts"] for symbol in listed), timeout=10)
+    assert not any(redis_client.exists(contract_key(symbol)) for symbol in delivered)
+    assert sum(simulator.topics_per_connection()) == len(after)
+
+
+def test_it_stops_cleanly_and_says_so(start_simulator, start_feed) -> None:
+    simulator = start_simulator(assets=("SOL",))
+    feed = start_feed(simulator, asset="SOL")
+    poll(lambda: feed.status().state == "live", timeout=15)
+    assert feed.stop() is StopReason.REQUESTED
+    assert feed.status().state == "stopped"
+    poll(lambda: simulator.connection_count() == 0, timeout=5)
+    assert feed.chain()  # data stays, marked stopped
+
+
+def test_it_removes_its_data_when_the_asset_is_disabled(start_simulator, start_feed, redis_client) -> None:
+    from assets.events import publish_assets_changed
+
+    simulator = start_simulator(assets=("SOL",))
+    enabled = threading.Event()
+    enabled.set()
+    feed = start_feed(simulator, asset="SOL", is_enabled=enabled.is_set)
+    poll(lambda: feed.status().state == "live", timeout=15)
+
+    enabled.clear()
+    publish_assets_changed(action="updated", symbols=["SOL"])
+    feed.thread.join(timeout=5)
+    assert feed.result == [StopReason.DISABLED]
+    assert not redis_client.exists(chain_key("SOL"), contracts_key("SOL"), feed_status_key("SOL"))
+    poll(lambda: simulator.connection_count() == 0, timeout=5)
+
+
+def test_it_sends_batched_updates_to_the_assets_group(start_simulator, start_feed) -> None:
+    layer = get_channel_layer()
+
+    async def receive_updates(wanted: int) -> list[dict[str, Any]]:
+        channel = await layer.new_channel()
+        await layer.group_add(chain_group("SOL"), channel)
+        start_feed(simulator, asset="SOL")
+        updates: list[dict[str, Any]] = []
+        try:
+            async with asyncio.timeout(15):
+                while len(updates) < wanted:
+                    message = await layer.receive(channel)
+                    if message["type"] == "chain.update":
+                        updates.append(message)
+        finally:
+            await layer.group_discard(chain_group("SOL"), channel)
+        return updates
+
+    simulator = start_simulator(assets=("SOL",))
+    updates = async_to_sync(receive_updates)(3)
+    assert all(update["asset"] == "SOL" and update["rows"] for update in updates)
+    # One message per flush carrying many contracts, not one per contract.
+    assert max(len(update["rows"]) for update in updates) > 20

@@ -65,13 +65,12 @@ def request_refresh(*, client: redis.Redis, assets: list[str]) -> int:
     return int(client.publish(feed_control_channel(), orjson.dumps(build_feed_refresh(assets=assets))))
 
 
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{threading.get_native_id()}"
+def run_asset_feed(*, client: redis.Redis, asset: str, worker: str, stop_event: threading.Event) -> str:
+    """Run ``asset``'s feed here if no one else does, until stopped; returns why it ended.
 
-
-def run_asset_feed(*, client: redis.Redis, asset: str, stop_event: threading.Event) -> str:
-    """Run ``asset``'s feed here if no one else does, until stopped; returns why it ended."""
-    worker = worker_name()
+    ``worker`` names this worker in the lease and the feed status (Celery's node name).
+    """
+    worker = worker or socket.gethostname()
     lease = Lease(
         client, key=feed_lease_key(asset), token=f"{worker}:{uuid.uuid4().hex[:8]}", ttl=settings.FEED_LEASE_TTL
     )

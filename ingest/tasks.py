@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 from celery.signals import worker_shutting_down
 
 from assets.models import Asset
@@ -26,9 +26,11 @@ def _stop_feeds(**kwargs: Any) -> None:
 
 # No time limit and no late ack: the task runs for as long as the worker holds the lease,
 # and a redelivered copy would only find the lease taken (Celery docs, "long running tasks").
-@shared_task(name="ingest.run_feed", ignore_result=True, acks_late=False)
-def run_feed(asset: str) -> str:
-    return supervision.run_asset_feed(client=redis_connection(), asset=asset, stop_event=shutting_down)
+@shared_task(name="ingest.run_feed", bind=True, ignore_result=True, acks_late=False)
+def run_feed(self: Task, asset: str) -> str:
+    return supervision.run_asset_feed(
+        client=redis_connection(), asset=asset, worker=self.request.hostname or "", stop_event=shutting_down
+    )
 
 
 @shared_task(name="ingest.dispatch_feeds", ignore_result=True)

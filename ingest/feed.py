@@ -41,7 +41,14 @@ from ingest.events import (
 from ingest.keys import chain_group, feed_control_channel
 from ingest.normalize import BadTicker, ContractRow, apply_ticker, static_row
 from ingest.status import FeedStatus
-from ingest.store import InstrumentChange, purge_asset, sync_instruments, write_feed_status, write_rows
+from ingest.store import (
+    CONTRACT_TTL_RENEW_SECONDS,
+    InstrumentChange,
+    purge_asset,
+    sync_instruments,
+    write_feed_status,
+    write_rows,
+)
 from ingest.symbols import OptionContract
 
 logger = logging.getLogger(__name__)
@@ -167,7 +174,10 @@ class AssetFeed:
         owns_lease: Callable[[], bool] = lambda: True,
         stop_event: threading.Event | None = None,
         fetch_contracts: Callable[[], list[OptionContract]] | None = None,
+        flush_observer: Callable[[list[ContractRow], int], None] | None = None,
     ) -> None:
+        """``flush_observer(rows, written_ms)`` is told what each flush wrote and when the
+        write completed (the benchmark measures freshness with it)."""
         self.asset = asset
         self.settings = settings
         self.client = client
@@ -178,6 +188,7 @@ class AssetFeed:
         self.fetch_contracts = fetch_contracts or (
             lambda: fetch_option_contracts(asset=asset, rest_url=settings.rest_url)
         )
+        self.flush_observer = flush_observer
         self.status = FeedStatus(asset=asset, worker=worker, started_ts=_now_ms())
         self.shards: list[Shard] = []
         self._shard_numbers = itertools.count(1)
@@ -185,7 +196,8 @@ class AssetFeed:
         self._pending: dict[str, tuple[dict[str, Any], int, int]] = {}
         self._instrument_changes: list[tuple[InstrumentChange, list[ContractRow], set[str]]] = []
         self._symbols: set[str] = set()  # the watchdog's view of the listed contracts
-        self._rows: dict[str, ContractRow] = {}  # the flusher's alone
+        self._rows: dict[str, ContractRow] = {}  # the flusher's alone, as is:
+        self._ttl_renewed: dict[str, float] = {}  # symbol → when its hash's TTL is due again
         self._rejected_updates = 0
         self._rejected_topics = 0
         self._log = RateLimitedLog()
@@ -491,20 +503,34 @@ class AssetFeed:
         for change, new_rows, gone in changes:
             for symbol in gone:
                 self._rows.pop(symbol, None)
+                self._ttl_renewed.pop(symbol, None)
             for row in new_rows:
                 self._rows.setdefault(row["symbol"], row)
             if change.listed or change.delivered:
                 event = build_chain_instruments(asset=self.asset, listed=change.listed, delivered=change.delivered)
                 events.append(dict(event))
-        changed = list(self._apply(pending))
+        applied = list(self._apply(pending))
+        changed = [row for row, _ in applied]
+        now = time.monotonic()
+        renew_ttl = {row["symbol"] for row in changed if self._ttl_renewed.get(row["symbol"], 0) < now}
+        for symbol in renew_ttl:
+            self._ttl_renewed[symbol] = now + CONTRACT_TTL_RENEW_SECONDS
         if changed:
             events.append(dict(build_chain_update(asset=self.asset, rows=changed)))
             self.status.index_price = changed[-1]["index_price"] or self.status.index_price
         self._update_status()
         pipe = self.client.pipeline(transaction=False)
-        write_rows(pipe, asset=self.asset, rows=changed)
+        write_rows(
+            pipe,
+            asset=self.asset,
+            rows=changed,
+            previous={previous["symbol"]: previous for _, previous in applied},
+            renew_ttl=renew_ttl,
+        )
         write_feed_status(pipe, asset=self.asset, status=self.status.to_redis())
         pipe.execute()
+        if self.flush_observer is not None:
+            self.flush_observer(changed, _now_ms())
         if self.status.state != self._last_state:
             self._last_state = self.status.state
             events.append(dict(build_chain_status(asset=self.asset, state=self.status.state)))
@@ -517,7 +543,8 @@ class AssetFeed:
         for event in events:
             await self.channel_layer.group_send(chain_group(self.asset), event)
 
-    def _apply(self, pending: dict[str, tuple[dict[str, Any], int, int]]) -> Iterator[ContractRow]:
+    def _apply(self, pending: dict[str, tuple[dict[str, Any], int, int]]) -> Iterator[tuple[ContractRow, ContractRow]]:
+        """The updated rows, each with the row it replaces."""
         for symbol, (data, ts, received) in pending.items():
             row = self._rows.get(symbol)
             if row is None:  # delivered, or not ours: nothing to keep
@@ -531,7 +558,7 @@ class AssetFeed:
                 self._log.warning("bad-ticker", "rejected a ticker for %s: %s", symbol, exc, asset=self.asset)
                 continue
             self._rows[symbol] = updated
-            yield updated
+            yield updated, row
 
     def _update_status(self) -> None:
         status = self.status

@@ -190,6 +190,6 @@ def apply_ticker(
     return updated  # type: ignore[return-value]
 
 
-def contract_hash_fields(row: ContractRow) -> dict[str, str]:
-    """The row as the per-contract Redis hash stores it: text, ``""`` for "no value"."""
+def contract_hash_fields(row: Mapping[str, Any]) -> dict[str, str]:
+    """Row fields as the per-contract Redis hash stores them: text, ``""`` for "no value"."""
     return {field: "" if value is None else str(value) for field, value in row.items()}

@@ -6,7 +6,7 @@ the number of contracts: one pipeline per call.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -26,8 +26,10 @@ from ingest.symbols import OptionContract
 from optionsite.redis_client import texts
 
 # A contract hash nobody refreshes (its feed stopped without cleaning up, e.g. kill -9
-# of every worker) disappears by itself after this long.
+# of every worker) disappears by itself after this long. Feeds renew it every
+# CONTRACT_TTL_RENEW_SECONDS, not at every write.
 CONTRACT_TTL_SECONDS = 6 * 3600
+CONTRACT_TTL_RENEW_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -77,14 +79,36 @@ def sync_instruments(client: redis.Redis, *, asset: str, contracts: Iterable[Opt
     return InstrumentChange(listed=listed, delivered=delivered)
 
 
-def write_rows(pipe: redis.client.Pipeline, *, asset: str, rows: Iterable[ContractRow]) -> int:
-    """Queue the rows' contract hashes and chain entries on ``pipe``; returns how many."""
+def write_rows(
+    pipe: redis.client.Pipeline,
+    *,
+    asset: str,
+    rows: Iterable[ContractRow],
+    previous: Mapping[str, ContractRow] | None = None,
+    renew_ttl: Container[str] = (),
+) -> int:
+    """Queue the rows' contract hashes and chain entries on ``pipe``; returns how many.
+
+    With ``previous`` (the rows as last written), a contract hash gets only the fields
+    that changed: packing the commands is most of a flush's cost, and most fields (the
+    contract's identity, 24 h figures) rarely change. A contract written for the first
+    time gets every field and its TTL; ``renew_ttl`` names the others whose TTL is due.
+    """
+    previous = previous or {}
     chain_entries: dict[str, bytes] = {}
     for row in rows:
-        key = contract_key(row["symbol"])
-        pipe.hset(key, mapping=contract_hash_fields(row))  # type: ignore[arg-type]
-        pipe.expire(key, CONTRACT_TTL_SECONDS)
-        chain_entries[row["symbol"]] = orjson.dumps(row)
+        symbol = row["symbol"]
+        key = contract_key(symbol)
+        before = previous.get(symbol)
+        if before is None or before["ts"] is None:
+            pipe.hset(key, mapping=contract_hash_fields(row))  # type: ignore[arg-type]
+            pipe.expire(key, CONTRACT_TTL_SECONDS)
+        else:
+            changed = {name: value for name, value in row.items() if value != before[name]}  # type: ignore[literal-required]
+            pipe.hset(key, mapping=contract_hash_fields(changed))  # type: ignore[arg-type]
+            if symbol in renew_ttl:
+                pipe.expire(key, CONTRACT_TTL_SECONDS)
+        chain_entries[symbol] = orjson.dumps(row)
     if chain_entries:
         pipe.hset(chain_key(asset), mapping=chain_entries)  # type: ignore[arg-type]
     return len(chain_entries)

@@ -1,0 +1,79 @@
+"""The ingest's writes to Redis, against the real thing."""
+
+from collections.abc import Iterator
+
+import orjson
+import pytest
+import redis
+
+from ingest.keys import chain_key, contract_key, contracts_key, expiries_key, strikes_key, tracked_assets_key
+from ingest.normalize import apply_ticker
+from ingest.store import CONTRACT_TTL_SECONDS, purge_asset, sync_instruments, write_rows
+from ingest.symbols import parse_symbol
+
+SYMBOLS = ["BTC-26DEC25-65000-C-USDT", "BTC-26DEC25-65000-C", "BTC-26DEC25-70000-P-USDT", "BTC-2JAN26-0.5-C-USDT"]
+
+
+@pytest.fixture
+def asset(redis_client: redis.Redis) -> Iterator[str]:
+    yield "BTC"
+    purge_asset(redis_client, asset="BTC")
+
+
+def test_it_indexes_listed_contracts_and_drops_delivered_ones(redis_client: redis.Redis, asset: str) -> None:
+    first = sync_instruments(redis_client, asset=asset, contracts=[parse_symbol(s) for s in SYMBOLS])
+    assert sorted(row["symbol"] for row in first.listed) == sorted(SYMBOLS)
+    assert redis_client.zrange(expiries_key(asset), 0, -1) == [b"26DEC25", b"2JAN26"]
+    assert redis_client.zrange(strikes_key(asset, "26DEC25"), 0, -1) == [b"65000", b"70000"]
+    assert redis_client.zrange(strikes_key(asset, "2JAN26"), 0, -1) == [b"0.5"]
+    row = orjson.loads(redis_client.hget(chain_key(asset), "BTC-26DEC25-65000-C"))
+    assert row["settle"] == "USDC"
+    assert row["mark_price"] is None
+
+    second = sync_instruments(redis_client, asset=asset, contracts=[parse_symbol(s) for s in SYMBOLS[:3]])
+    assert second.listed == []
+    assert second.delivered == ["BTC-2JAN26-0.5-C-USDT"]
+    assert redis_client.zrange(expiries_key(asset), 0, -1) == [b"26DEC25"]
+    assert not redis_client.exists(strikes_key(asset, "2JAN26"))
+    assert redis_client.scard(contracts_key(asset)) == 3
+    assert redis_client.sismember(tracked_assets_key(), asset)
+
+
+def test_it_writes_every_field_first_then_only_what_changed(redis_client: redis.Redis, asset: str) -> None:
+    [listed] = sync_instruments(redis_client, asset=asset, contracts=[parse_symbol(SYMBOLS[0])]).listed
+    first = apply_ticker(listed, {"markPrice": "100", "markPriceIv": "0.5", "bidPrice": "0"}, ts=1, received_ts=2)
+    pipe = redis_client.pipeline()
+    write_rows(pipe, asset=asset, rows=[first], previous={first["symbol"]: listed})
+    pipe.execute()
+    stored = redis_client.hgetall(contract_key(first["symbol"]))
+    assert stored[b"mark_price"] == b"100.0"
+    assert stored[b"bid_price"] == b""
+    assert stored[b"strike"] == b"65000.0"
+    assert 0 < redis_client.ttl(contract_key(first["symbol"])) <= CONTRACT_TTL_SECONDS
+
+    # Someone else's field survives a later write that does not change it: only diffs are sent.
+    redis_client.hset(contract_key(first["symbol"]), "strike", "tampered")
+    second = apply_ticker(first, {"markPrice": "101"}, ts=2, received_ts=3)
+    pipe = redis_client.pipeline()
+    write_rows(pipe, asset=asset, rows=[second], previous={first["symbol"]: first})
+    pipe.execute()
+    stored = redis_client.hgetall(contract_key(first["symbol"]))
+    assert stored[b"mark_price"] == b"101.0"
+    assert stored[b"mark_iv"] == b"0.5"
+    assert stored[b"ts"] == b"2"
+    assert stored[b"strike"] == b"tampered"
+    assert orjson.loads(redis_client.hget(chain_key(asset), first["symbol"]))["mark_price"] == 101.0
+
+
+def test_purge_removes_every_key_of_the_asset(redis_client: redis.Redis, asset: str) -> None:
+    change = sync_instruments(redis_client, asset=asset, contracts=[parse_symbol(s) for s in SYMBOLS])
+    pipe = redis_client.pipeline()
+    write_rows(
+        pipe, asset=asset, rows=[apply_ticker(row, {"markPrice": "1"}, ts=1, received_ts=1) for row in change.listed]
+    )
+    pipe.execute()
+    purge_asset(redis_client, asset=asset)
+    keys = [chain_key(asset), contracts_key(asset), expiries_key(asset), strikes_key(asset, "26DEC25")]
+    keys += [contract_key(symbol) for symbol in SYMBOLS]
+    assert redis_client.exists(*keys) == 0
+    assert not redis_client.sismember(tracked_assets_key(), asset)

@@ -164,11 +164,11 @@ class Stack:
             time.sleep(0.2)
 
     def stop(self, timeout: float = 10) -> None:
-        for process in self.processes.values():
+        """Stop in reverse start order, so that the simulator outlives the feeds that read it."""
+        deadline = time.monotonic() + timeout
+        for process in reversed(list(self.processes.values())):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for process in self.processes.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             if process.poll() is None:

@@ -53,7 +53,7 @@ def get(url: str) -> tuple[int, str]:
 
 
 @pytest.mark.slow
-def test_it_serves_admin_and_api_then_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+def test_the_demo_serves_live_data_admin_and_api_then_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
     env = {
         **os.environ,
@@ -65,7 +65,7 @@ def test_it_serves_admin_and_api_then_stops_everything_on_ctrl_c(tmp_path: Path)
     }
     env.pop("DJANGO_SECRET_KEY", None)
     stack = subprocess.Popen(
-        [sys.executable, "-m", "optionsite.devstack", "run"],
+        [sys.executable, "-m", "optionsite.devstack", "demo"],
         cwd=BASE_DIR,
         env=env,
         stdout=subprocess.PIPE,
@@ -83,11 +83,12 @@ def test_it_serves_admin_and_api_then_stops_everything_on_ctrl_c(tmp_path: Path)
             if status == 200:
                 break
             time.sleep(0.5)
-        assert status == 200, "the stack did not answer /api/health/ within 60 s"
+        # Healthy means every enabled asset's feed is live: simulator → worker → Redis → web.
+        assert status == 200, "the stack did not answer /api/health/ with 200 within 60 s"
         assert get(f"http://127.0.0.1:{port}/admin/login/")[0] == 200
         assert get(f"http://127.0.0.1:{port}/api/")[0] == 200
         names = " ".join(" ".join(child.cmdline()) for child in psutil.Process(stack.pid).children(recursive=True))
-        for expected in ("redis-server", "worker", "beat", "daphne"):
+        for expected in ("redis-server", "bybit_simulator", "worker", "beat", "daphne"):
             assert expected in names
         children = psutil.Process(stack.pid).children(recursive=True)
     finally:

@@ -16,6 +16,8 @@ Threads, and what each may touch:
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import enum
 import itertools
 import logging
@@ -54,6 +56,23 @@ from ingest.symbols import OptionContract
 logger = logging.getLogger(__name__)
 
 TOPIC_PREFIX = "tickers."
+
+
+def _malloc_trim() -> Callable[[], None]:
+    """glibc's ``malloc_trim(0)``, or a no-op where there is none.
+
+    A flush packs a few MB of commands and frees them; glibc keeps the freed pages in the
+    flusher thread's arena. Measured with 2,000 contracts x 10/s: 162 MB RSS without
+    trimming, 104 MB with a trim after each flush (docs/benchmarks.md).
+    """
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: trim(0) and None
+
+
+release_freed_memory = _malloc_trim()
 
 
 @dataclass(frozen=True)
@@ -482,6 +501,7 @@ class AssetFeed:
                     self.flush(loop)
                 except Exception:
                     self._log_exception()
+                release_freed_memory()
                 self._stop_flusher.wait(max(0.0, self.settings.flush_interval - (time.monotonic() - started)))
             if self._final_flush:
                 self.flush(loop)

@@ -73,7 +73,7 @@ def pybit_alone(symbols_file: Path, seconds: float) -> dict[str, float]:
 
         socket = OptionSocket(url=simulator.ws_url, on_frame=on_frame, on_bad_frame=lambda why: None)
         socket.open()
-        topics = [f"tickers.{symbol}" for symbol in simulator.live_symbols("BTC")]
+        topics = [f"tickers.{symbol}" for symbol in simulator.live_symbols("BTC")[:CONTRACTS]]
         for chunk in subscription_requests(topics, per_request=500, max_chars=21_000):
             socket.send_json({"op": "subscribe", "args": chunk})
         time.sleep(2)
@@ -111,6 +111,7 @@ class Run:
     def run(self) -> dict[str, Any]:
         from django.conf import settings
 
+        from ingest.bybit import fetch_option_contracts
         from ingest.feed import AssetFeed, FeedSettings
         from ingest.simulator import SimulatorConfig, run_simulator_process
         from ingest.store import purge_asset
@@ -129,6 +130,8 @@ class Run:
                 client=client,
                 channel_layer=None,
                 flush_observer=self.observe,
+                # The simulator lists its own expiry ladder on top of the file: take exactly 2,000.
+                fetch_contracts=lambda: fetch_option_contracts(asset="BTC", rest_url=simulator.rest_url)[:CONTRACTS],
             )
             thread = threading.Thread(target=feed.run, daemon=True)
             thread.start()
@@ -156,6 +159,7 @@ class Run:
         first = [lag for at, lag in zip(self.lag_at, self.lags, strict=True) if at - started < third]
         last = [lag for at, lag in zip(self.lag_at, self.lags, strict=True) if at - started > 2 * third]
         return {
+            "contracts": feed.status.instruments,
             "rate_hz": self.rate_hz,
             "sent_per_s": sent / elapsed,
             "received_per_s": received / elapsed,

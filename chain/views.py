@@ -1,30 +1,183 @@
+"""The chain's REST routes. Each view validates its query, calls one function of ``chain.queries``, returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.decorators import api_view, permission_classes, throttle_classes
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
+from rest_framework.views import APIView
 
+from chain import serializers
+from chain.filters import RowFilter
 from chain.health import health_report
+from chain.queries import chain_summary, chain_table, expiry_list, options_page, served_asset, site_stats, strike_list
+from chain.renderers import CSVRenderer, ORJSONRenderer
+
+_BAD_QUERY = OpenApiResponse(OpenApiTypes.OBJECT, description="A parameter is malformed: {field: [reason, ...]}.")
+_UNKNOWN = OpenApiResponse(serializers.ErrorSerializer, description="No such asset (or expiry).")
+_DISABLED = OpenApiResponse(
+    serializers.AssetDisabledSerializer, description="The asset is disabled: its feed is stopped, no data is served."
+)
+_REDIS_DOWN = OpenApiResponse(serializers.ErrorSerializer, description="Redis does not answer.")
+_ASSET = OpenApiParameter(
+    "asset",
+    str,
+    OpenApiParameter.PATH,
+    description="A configured asset (see /api/assets/), any case: BTC, btc. The trailing slash is optional.",
+    examples=[OpenApiExample("BTC", value="BTC"), OpenApiExample("eth", value="eth")],
+)
+# Errors are JSON objects on every route, CSV asked for or not.
+_ASSET_ERRORS = {
+    (400, "application/json"): _BAD_QUERY,
+    (404, "application/json"): _UNKNOWN,
+    (409, "application/json"): _DISABLED,
+    (503, "application/json"): _REDIS_DOWN,
+}
 
 
+@extend_schema(exclude=True)
 @api_view(["GET"])
 def api_root(request: Request) -> Response:
-    """Where to go from here."""
+    """Where to go from here. ``{asset}`` stands for a symbol from ``assets``, e.g. BTC."""
+
+    def link(name: str, **kwargs: str) -> str:
+        return reverse(name, kwargs=kwargs or None, request=request).replace("ASSET", "{asset}")
+
     return Response(
         {
-            "health": reverse("api-health", request=request),
-            "schema": reverse("api-schema", request=request),
-            "docs": reverse("api-docs", request=request),
+            "assets": link("api-assets"),
+            "options": link("api-options", asset="ASSET"),
+            "chain": link("api-chain", asset="ASSET"),
+            "expiries": link("api-expiries", asset="ASSET"),
+            "strikes": link("api-strikes", asset="ASSET"),
+            "summary": link("api-summary", asset="ASSET"),
+            "stats": link("api-stats"),
+            "health": link("api-health"),
+            "token": link("api-token"),
+            "schema": link("api-schema"),
+            "docs": link("api-docs"),
         }
     )
 
 
+class OptionsView(APIView):
+    """Every contract of the asset as a flat row; filters combine (AND). ``?format=csv`` for CSV."""
+
+    renderer_classes = [ORJSONRenderer, BrowsableAPIRenderer, CSVRenderer]
+
+    @extend_schema(
+        operation_id="options_list",
+        parameters=[_ASSET, serializers.OptionsQuerySerializer],
+        responses={
+            (200, "application/json"): serializers.OptionsPageSerializer,
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="The rows as CSV, one header line."),
+            **_ASSET_ERRORS,
+        },
+    )
+    def get(self, request: Request, asset: str) -> Response:
+        symbol = served_asset(symbol=asset)
+        query = serializers.OptionsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(options_page(asset=symbol, row_filter=RowFilter(**query.validated_data)))
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        # An error is a JSON object even when CSV was asked for: a CSV of no rows would hide it.
+        if response.status_code >= 400 and isinstance(getattr(response, "accepted_renderer", None), CSVRenderer):
+            response.accepted_renderer = ORJSONRenderer()
+            response.accepted_media_type = ORJSONRenderer.media_type
+        return response
+
+
+class ChainView(APIView):
+    """One expiry as traders read it: per strike, the call and the put side by side."""
+
+    @extend_schema(
+        operation_id="chain_retrieve",
+        parameters=[_ASSET, serializers.ChainQuerySerializer],
+        responses={200: serializers.ChainTableSerializer, **_ASSET_ERRORS},
+    )
+    def get(self, request: Request, asset: str) -> Response:
+        symbol = served_asset(symbol=asset)
+        query = serializers.ChainQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(
+            chain_table(
+                asset=symbol, expiry=query.validated_data.get("expiry"), settle=query.validated_data.get("settle")
+            )
+        )
+
+
+class ExpiriesView(APIView):
+    """The asset's expiries in delivery order, with contract counts per settle coin."""
+
+    @extend_schema(
+        operation_id="expiries_list",
+        parameters=[_ASSET],
+        responses={200: serializers.ExpiryListSerializer, **_ASSET_ERRORS},
+    )
+    def get(self, request: Request, asset: str) -> Response:
+        return Response(expiry_list(asset=served_asset(symbol=asset)))
+
+
+class StrikesView(APIView):
+    """The strikes of one expiry in numeric order (USDT and USDC contracts together)."""
+
+    @extend_schema(
+        operation_id="strikes_list",
+        parameters=[_ASSET, serializers.StrikesQuerySerializer],
+        responses={200: serializers.StrikeListSerializer, **_ASSET_ERRORS},
+    )
+    def get(self, request: Request, asset: str) -> Response:
+        symbol = served_asset(symbol=asset)
+        query = serializers.StrikesQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(strike_list(asset=symbol, expiry=query.validated_data["expiry"]))
+
+
+class SummaryView(APIView):
+    """Counts, open interest, volume and put/call ratios, and per expiry the ATM strike and its mark IV."""
+
+    @extend_schema(
+        operation_id="summary_retrieve",
+        parameters=[_ASSET, serializers.SummaryQuerySerializer],
+        responses={200: serializers.SummarySerializer, **_ASSET_ERRORS},
+    )
+    def get(self, request: Request, asset: str) -> Response:
+        symbol = served_asset(symbol=asset)
+        query = serializers.SummaryQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(chain_summary(asset=symbol, settle=query.validated_data.get("settle")))
+
+
+class StatsView(APIView):
+    """Per configured asset its contract count and feed figures; Redis memory; uptimes."""
+
+    @extend_schema(
+        operation_id="stats_retrieve",
+        responses={200: serializers.StatsSerializer, (503, "application/json"): _REDIS_DOWN},
+    )
+    def get(self, request: Request) -> Response:
+        return Response(site_stats())
+
+
+@extend_schema(
+    operation_id="health_retrieve",
+    responses={200: serializers.HealthSerializer, 503: serializers.HealthSerializer},
+)
 @api_view(["GET"])
 @permission_classes([AllowAny])
 @throttle_classes([])
 def health(request: Request) -> Response:
-    """200 when Redis and the database answer, else 503 with the reasons."""
+    """200 when Redis and the database answer and every enabled asset's feed is fresh, else 503 with the reasons."""
     report = health_report()
     code = status.HTTP_200_OK if report.healthy else status.HTTP_503_SERVICE_UNAVAILABLE
-    return Response({"healthy": report.healthy, "problems": report.problems}, status=code)
+    return Response({"healthy": report.healthy, "problems": report.problems, "feeds": report.feeds}, status=code)

@@ -1,0 +1,26 @@
+"""drf-spectacular hooks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def drop_slashless_duplicates(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[tuple[Any, ...]]:
+    """Document each route once, with its trailing slash; the slashless twin answers the same."""
+    return [endpoint for endpoint in endpoints if endpoint[0].endswith("/")]
+
+
+def document_throttling(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Every operation but the health check may answer 429 to an anonymous client over its rate."""
+    for path, operations in result.get("paths", {}).items():
+        if path == "/api/health/":
+            continue
+        for operation in operations.values():
+            operation["responses"].setdefault(
+                "429",
+                {
+                    "description": "Too many requests from this anonymous client (API_ANON_RATE); retry later.",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                },
+            )
+    return result

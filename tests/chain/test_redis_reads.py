@@ -1,0 +1,121 @@
+"""Reads cost a constant number of Redis round-trips, whatever the number of contracts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+import pytest
+import redis.connection
+from django.test import Client
+
+from ingest.normalize import ContractRow
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[], Any]], int]:
+    """``round_trips(action)``: how many times ``action`` wrote to a Redis socket (a pipeline is one).
+
+    A spy, not a stand-in: every command still goes to the real Redis.
+    """
+    sent = 0
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        nonlocal sent
+        sent += 1
+        original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+
+    def count(action: Callable[[], Any]) -> int:
+        nonlocal sent
+        action()  # once to warm connections and caches
+        sent = 0
+        action()
+        return sent
+
+    return count
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/options/{asset}/",
+        "/api/options/{asset}/?atm=2&ordering=-open_interest",
+        "/api/chain/{asset}/",
+        "/api/expiries/{asset}/",
+        "/api/summary/{asset}/",
+        "/api/stats/",
+        "/api/health/",
+    ],
+)
+def test_it_reads_a_chain_of_778_contracts_in_as_many_round_trips_as_one_of_24(
+    client: Client, fill, round_trips, path: str
+) -> None:
+    fill("BTC")
+    fill("SOL", limit_expiries=1)
+    small = round_trips(lambda: client.get(path.format(asset="SOL")))
+    large = round_trips(lambda: client.get(path.format(asset="BTC")))
+    assert large == small
+    # The asset check, the read, and the anonymous throttle's get and set.
+    assert large <= 4
+
+
+def test_it_reads_the_whole_chain_in_one_pipeline(fill, round_trips) -> None:
+    from chain.readers import read_chain
+    from optionsite.redis_client import redis_connection
+
+    fill("BTC")
+    snapshot = None
+
+    def read() -> None:
+        nonlocal snapshot
+        snapshot = read_chain(redis_connection(), asset="BTC")
+
+    assert round_trips(read) == 1
+    assert snapshot is not None
+    assert len(snapshot.chain.rows) == 778
+    assert len(snapshot.expiries) == 11
+    assert snapshot.feed is not None
+
+
+def test_it_decodes_a_row_again_only_when_it_changed(fill, redis_client) -> None:
+    from chain.readers import read_chain
+    from ingest.store import write_rows
+    from optionsite.redis_client import redis_connection
+
+    rows = fill("SOL", limit_expiries=1)
+    first = {row["symbol"]: row for row in read_chain(redis_connection(), asset="SOL").chain.rows}
+    changed = cast(ContractRow, {**rows[0], "mark_price": 123.4, "ts": rows[0]["ts"] + 1000})
+    pipe = redis_client.pipeline()
+    write_rows(pipe, asset="SOL", rows=[changed])
+    pipe.execute()
+    second = {row["symbol"]: row for row in read_chain(redis_connection(), asset="SOL").chain.rows}
+
+    assert second[changed["symbol"]]["mark_price"] == 123.4
+    assert second[changed["symbol"]] is not first[changed["symbol"]]
+    unchanged = rows[1]["symbol"]
+    assert second[unchanged] is first[unchanged]
+
+
+def test_it_reuses_the_work_done_on_a_chain_that_did_not_change(fill, redis_client) -> None:
+    from chain.filters import RowFilter
+    from chain.queries import options_page
+    from chain.readers import read_chain
+    from ingest.store import write_rows
+    from optionsite.redis_client import redis_connection
+
+    rows = fill("SOL", limit_expiries=1)
+    calls = RowFilter(type="call")
+    first = options_page(asset="SOL", row_filter=calls)["data"].view
+    assert options_page(asset="SOL", row_filter=calls)["data"].view is first
+    unchanged = read_chain(redis_connection(), asset="SOL").chain
+
+    pipe = redis_client.pipeline()
+    write_rows(pipe, asset="SOL", rows=[cast(ContractRow, {**rows[0], "mark_price": 1.5})])
+    pipe.execute()
+    assert read_chain(redis_connection(), asset="SOL").chain is not unchanged
+    assert options_page(asset="SOL", row_filter=calls)["data"].view is not first

@@ -1,0 +1,81 @@
+"""The OpenAPI schema, the interactive docs (no CDN) and the browsable API on every route."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+from django.test import Client
+
+pytestmark = pytest.mark.django_db
+
+ROUTES = [
+    "/api/assets/",
+    "/api/assets/{symbol}/",
+    "/api/assets/{symbol}/toggle/",
+    "/api/chain/{asset}/",
+    "/api/expiries/{asset}/",
+    "/api/health/",
+    "/api/options/{asset}/",
+    "/api/stats/",
+    "/api/strikes/{asset}/",
+    "/api/summary/{asset}/",
+    "/api/token/",
+]
+
+
+def test_it_describes_every_route_once_in_openapi_3(client: Client) -> None:
+    response = client.get("/api/schema/")
+    assert response.status_code == 200
+    schema = yaml.safe_load(response.content)
+    assert schema["openapi"].startswith("3.")
+    assert sorted(schema["paths"]) == ROUTES
+    options = schema["paths"]["/api/options/{asset}/"]["get"]
+    assert {parameter["name"] for parameter in options["parameters"]} == {
+        "asset",
+        "expiry",
+        "type",
+        "settle",
+        "strike",
+        "strike_min",
+        "strike_max",
+        "atm",
+        "ordering",
+        "format",
+    }
+    assert set(options["responses"]) == {"200", "400", "404", "409", "429", "503"}
+    mark_iv = schema["components"]["schemas"]["OptionRow"]["properties"]["mark_iv"]
+    assert mark_iv["nullable"] is True
+    assert "0.4896 is 48.96 %" in mark_iv["description"]
+
+
+def test_it_serves_the_interactive_docs_from_its_own_static_files(client: Client) -> None:
+    response = client.get("/api/docs/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in page
+    assert not re.search(r"""(src|href)=["']https?://""", page)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/",
+        "/api/options/SOL/",
+        "/api/chain/SOL/",
+        "/api/expiries/SOL/",
+        "/api/strikes/SOL/?expiry=2SEP26",
+        "/api/summary/SOL/",
+        "/api/stats/",
+        "/api/health/",
+        "/api/assets/",
+        "/api/assets/SOL/",
+    ],
+)
+def test_it_renders_every_route_in_the_browsable_api(client: Client, fill, path: str) -> None:
+    fill("SOL", limit_expiries=1)
+    response = client.get(path, HTTP_ACCEPT="text/html")
+    assert response.status_code in (200, 404, 503)
+    assert response["Content-Type"].startswith("text/html")
+    assert "Django REST framework" in response.content.decode()

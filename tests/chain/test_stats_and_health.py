@@ -1,0 +1,144 @@
+"""``/api/stats/`` and ``/api/health/``: what operators and the Docker healthchecks read."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from django.test import Client
+from pytest_django.fixtures import Settings as SettingsWrapper
+
+from assets.services import assets_set_enabled
+from ingest.keys import feed_status_key
+from optionsite.devstack import free_port
+from tests.chain.market import write_status
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def all_feeds_live(redis_client: redis.Redis) -> None:
+    for asset in ("BTC", "ETH", "SOL"):
+        write_status(redis_client, asset=asset)
+
+
+@pytest.fixture
+def redis_down(settings: SettingsWrapper) -> None:
+    """The app's Redis client points at a port nobody listens on (the cache keeps working)."""
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+
+
+def test_it_reports_contract_counts_feed_figures_and_redis_memory(
+    client: Client, fill, redis_client: redis.Redis
+) -> None:
+    fill("BTC")
+    fill("SOL", limit_expiries=2)
+    write_status(redis_client, asset="SOL", state="stale", last_message_age=40, reconnects=7, rejected_frames=3)
+    body = client.get("/api/stats/").json()
+
+    assets = {entry["asset"]: entry for entry in body["assets"]}
+    assert list(assets) == ["BTC", "ETH", "SOL"]
+    assert assets["BTC"]["contracts"] == 778
+    assert assets["BTC"]["enabled"] is True
+    assert assets["BTC"]["feed"] == {
+        "state": "live",
+        "fresh": True,
+        "last_message_age": pytest.approx(0.2, abs=2),
+        "messages_per_second": 120.5,
+        "messages_total": 12345,
+        "reconnects": 2,
+        "rejected_frames": 1,
+        "connections": 1,
+        "subscribed": 100,
+        "uptime_seconds": pytest.approx(60, abs=5),
+    }
+    assert assets["SOL"]["feed"]["state"] == "stale"
+    assert assets["SOL"]["feed"]["fresh"] is False
+    assert (assets["SOL"]["feed"]["reconnects"], assets["SOL"]["feed"]["rejected_frames"]) == (7, 3)
+    assert assets["ETH"]["contracts"] == 0
+    assert assets["ETH"]["feed"]["state"] is None
+    assert body["redis"]["used_memory"] > 0
+    assert body["redis"]["used_memory_human"]
+    assert body["redis"]["uptime_seconds"] >= 0
+    assert body["uptime_seconds"] > 0
+
+
+def test_it_reports_a_disabled_asset_as_disabled(client: Client, django_capture_on_commit_callbacks) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        assets_set_enabled(symbols=["ETH"], enabled=False)
+    assets = {entry["asset"]: entry for entry in client.get("/api/stats/").json()["assets"]}
+    assert assets["ETH"]["enabled"] is False
+
+
+def test_it_is_healthy_when_every_enabled_feed_is_fresh(client: Client, all_feeds_live: None) -> None:
+    response = client.get("/api/health/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["healthy"] is True
+    assert body["problems"] == []
+    assert set(body["feeds"]) == {"BTC", "ETH", "SOL"}
+    assert all(feed["fresh"] for feed in body["feeds"].values())
+
+
+def test_it_turns_unhealthy_when_a_feed_stalls(client: Client, all_feeds_live: None, redis_client) -> None:
+    write_status(redis_client, asset="ETH", last_message_age=42)
+    response = client.get("/api/health/")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["healthy"] is False
+    assert body["problems"] == ["feed ETH: last ticker 42.0 s ago (limit 15 s)"]
+    assert body["feeds"]["ETH"]["fresh"] is False
+    assert body["feeds"]["BTC"]["fresh"] is True
+
+
+def test_it_follows_the_configured_staleness_limit(
+    client: Client, all_feeds_live: None, redis_client, settings: SettingsWrapper
+) -> None:
+    write_status(redis_client, asset="ETH", last_message_age=10)
+    assert client.get("/api/health/").status_code == 200
+    settings.FEED_STALE_AFTER = 5.0
+    assert client.get("/api/health/").json()["problems"] == ["feed ETH: last ticker 10.0 s ago (limit 5 s)"]
+
+
+def test_it_names_every_unhealthy_feed_and_why(client: Client, all_feeds_live: None, redis_client) -> None:
+    write_status(redis_client, asset="BTC", state="connecting", last_message_ts=0)
+    write_status(redis_client, asset="SOL", updated_ts=1)
+    redis_client.delete(feed_status_key("ETH"))
+    response = client.get("/api/health/")
+    assert response.status_code == 503
+    problems = response.json()["problems"]
+    assert problems[0] == "feed BTC: state is connecting"
+    assert problems[1] == "feed ETH: no status in Redis (the feed has not started)"
+    assert problems[2].startswith("feed SOL: status last written ")
+
+
+def test_it_ignores_the_feed_of_a_disabled_asset(
+    client: Client, all_feeds_live: None, redis_client, django_capture_on_commit_callbacks
+) -> None:
+    write_status(redis_client, asset="SOL", state="stopped")
+    assert client.get("/api/health/").status_code == 503
+    with django_capture_on_commit_callbacks(execute=True):
+        assets_set_enabled(symbols=["SOL"], enabled=False)
+    response = client.get("/api/health/")
+    assert response.status_code == 200
+    assert "SOL" not in response.json()["feeds"]
+
+
+def test_it_is_unhealthy_without_redis(client: Client, all_feeds_live: None, redis_down: None) -> None:
+    response = client.get("/api/health/")
+    assert response.status_code == 503
+    problems = response.json()["problems"]
+    assert len(problems) == 1
+    assert problems[0].startswith("redis: ")
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/options/BTC/", "/api/chain/BTC/", "/api/expiries/BTC/", "/api/strikes/BTC/?expiry=26DEC25"]
+)
+def test_it_answers_503_not_500_when_redis_is_down(client: Client, redis_down: None, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 503
+    assert response.json()["detail"].startswith("Redis is unavailable: ")
+
+
+def test_it_answers_stats_503_when_redis_is_down(client: Client, redis_down: None) -> None:
+    assert client.get("/api/stats/").status_code == 503

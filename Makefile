@@ -40,4 +40,4 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) node_modules staticfiles .run .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules staticfiles .run .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts bench-results

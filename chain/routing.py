@@ -1,5 +1,9 @@
-"""WebSocket routes of the live chain (filled in by the live-chain consumer)."""
+"""WebSocket routes of the live chain (protocol: docs/websocket.md)."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-websocket_urlpatterns: list[URLPattern] = []
+from chain.consumers import ChainConsumer
+
+websocket_urlpatterns: list[URLPattern] = [
+    path("ws/chain/<str:asset>/", ChainConsumer.as_asgi()),
+]

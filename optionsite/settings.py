@@ -107,7 +107,9 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [CHANNEL_LAYER_REDIS_URL],
+            # One pooled connection per consumer joining its group at once: redis-py's default
+            # cap of 100 failed a burst of 150 browser tabs connecting together.
+            "hosts": [{"address": CHANNEL_LAYER_REDIS_URL, "max_connections": 1000}],
             "prefix": f"{REDIS_KEY_PREFIX}asgi",
             # A browser tab that stops reading must not hold updates for everyone else.
             "capacity": 200,

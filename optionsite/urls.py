@@ -9,4 +9,5 @@ urlpatterns = [
     path("api/token/", TokenView.as_view(), name="api-token"),
     path("api/", include("chain.urls")),
     path("api-auth/", include("rest_framework.urls")),
+    path("", include("chain.page_urls")),
 ]

@@ -1,0 +1,185 @@
+"""The live chain of one asset over a WebSocket: ``/ws/chain/<ASSET>/`` (protocol: docs/websocket.md)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from chain.live import (
+    Delivery,
+    asset_state,
+    read_expiries,
+    read_live_chain,
+    read_live_chain_after,
+    rows_in_view,
+)
+from chain.messages import (
+    CLOSE_DISABLED_ASSET,
+    CLOSE_UNKNOWN_ASSET,
+    BadMessage,
+    ChainView,
+    ServerFrame,
+    SnapshotReason,
+    build_error,
+    build_instruments,
+    build_snapshot,
+    build_status,
+    build_update,
+    encode_frame,
+    parse_client_message,
+    row_chunks,
+    view_from_query,
+)
+from ingest.events import ChainInstruments, ChainStatus, ChainUpdate
+from ingest.keys import chain_group
+
+WHOLE_CHAIN: ChainView = {"expiry": None, "settle": None}
+
+
+class ChainConsumer(AsyncWebsocketConsumer):
+    """Joins the group ``chain.<ASSET>`` the ingest sends to, and forwards its events in the client's view."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.asset = ""
+        self.group = ""
+        self.view = WHOLE_CHAIN
+        self.delivery = Delivery()
+
+    async def connect(self) -> None:
+        asset = str(self.scope["url_route"]["kwargs"]["asset"]).strip().upper()
+        state = await asset_state(asset)
+        if state != "enabled":
+            await self.accept()
+            await self.close(code=CLOSE_UNKNOWN_ASSET if state == "unknown" else CLOSE_DISABLED_ASSET)
+            return
+        self.asset = asset
+        problem: BadMessage | None = None
+        try:
+            self.view = view_from_query(self.scope.get("query_string", b""))
+        except BadMessage as exc:
+            self.view, problem = WHOLE_CHAIN, exc
+        self.group = chain_group(asset)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        if problem is not None:
+            await self.send_error(problem)
+        await self.send_snapshot("connect")
+
+    async def disconnect(self, code: int) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not self.asset:  # refused, and closing
+            return
+        if text_data is None:
+            await self.send_error(BadMessage("binary frames are not understood; send JSON text"))
+            return
+        try:
+            message = parse_client_message(text_data)
+            if message["type"] == "ack":
+                if self.delivery.acknowledge(message["seq"]):
+                    await self.send_snapshot("resync")
+                return
+        except BadMessage as exc:
+            await self.send_error(exc)
+            return
+        self.view = {"expiry": message["expiry"], "settle": message["settle"]}
+        await self.send_snapshot("view")
+
+    # --- events from the ingest (ingest.events) -------------------------------------
+
+    async def chain_update(self, event: ChainUpdate) -> None:
+        if await self.admitted(event):
+            rows = rows_in_view(event["rows"], self.view)
+            if rows:  # else nothing in this client's view changed: nothing to send
+                await self.send_message(
+                    [
+                        build_update(seq=self.delivery.next_seq(), asset=self.asset, rows=chunk, ts=event["ts"])
+                        for chunk in row_chunks(rows)
+                    ]
+                )
+
+    async def chain_instruments(self, event: ChainInstruments) -> None:
+        if await self.admitted(event):
+            expiries = await read_expiries(asset=self.asset)
+            chunks = row_chunks(rows_in_view(event["listed"], self.view))
+            await self.send_message(
+                [
+                    build_instruments(
+                        seq=self.delivery.next_seq(),
+                        asset=self.asset,
+                        listed=listed,
+                        delivered=event["delivered"] if number == 0 else [],
+                        expiries=expiries,
+                        ts=event["ts"],
+                    )
+                    for number, listed in enumerate(chunks)
+                ]
+            )
+
+    async def chain_status(self, event: ChainStatus) -> None:
+        if await self.admitted(event):
+            await self.send_message(
+                [build_status(seq=self.delivery.next_seq(), asset=self.asset, state=event["state"], ts=event["ts"])]
+            )
+
+    async def admitted(self, event: ChainUpdate | ChainInstruments | ChainStatus) -> bool:
+        """Whether to forward an event from the ingest; sends the due snapshot instead if one is."""
+        admission = self.delivery.admit(event_ts=event["ts"], now_ms=_now_ms())
+        if admission == "resync":
+            await self.send_snapshot("resync", after=event)
+        return admission == "forward"
+
+    # --- sending --------------------------------------------------------------------
+
+    async def send_snapshot(self, reason: SnapshotReason, *, after: object = None) -> None:
+        """The view as Redis has it now; ``after``: the event being handled, whose read others may share."""
+        if not self.delivery.has_room():
+            self.delivery.defer_snapshot()
+            return
+        if after is None:
+            chain = await read_live_chain(asset=self.asset)
+        else:
+            chain = await read_live_chain_after(after, asset=self.asset)
+        chunks = row_chunks(rows_in_view(chain.rows, self.view))
+        await self.send_message(
+            [
+                build_snapshot(
+                    seq=self.delivery.next_seq(),
+                    asset=self.asset,
+                    part=part,
+                    parts=len(chunks),
+                    reason=reason,
+                    view=self.view,
+                    expiries=chain.expiries,
+                    feed=chain.feed,
+                    rows=rows,
+                )
+                for part, rows in enumerate(chunks, start=1)
+            ]
+        )
+        self.delivery.snapshot_sent()
+
+    async def send_error(self, problem: BadMessage) -> None:
+        # A client that sends without reading must not fill the server's buffers with errors either.
+        if self.delivery.has_room():
+            await self.send_message(
+                [build_error(seq=self.delivery.next_seq(), code=problem.code, message=str(problem))]
+            )
+
+    async def send_message(self, frames: list[ServerFrame]) -> None:
+        """Send one message's frames back to back; the client acknowledges the last one's ``seq``."""
+        size = 0
+        for frame in frames:
+            text = encode_frame(frame)
+            await self.send(text_data=text)
+            size += len(text)
+        self.delivery.sent(seq=frames[-1]["seq"], size=size)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,250 @@
+"""What the live-chain consumer relies on, kept out of it: the asset check, the async Redis reads behind
+a snapshot, the view filter, and each connection's flow control (docs/websocket.md, "Falling behind").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import orjson
+import redis.asyncio
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from assets.models import Asset
+from chain.messages import BadMessage, ChainView, ExpiryInfo, FeedInfo
+from ingest.events import FeedState
+from ingest.keys import chain_key, contracts_key, expiries_key, feed_status_key
+from ingest.normalize import ContractRow
+from ingest.status import FeedStatus
+from ingest.symbols import SettleCoin, SymbolError, parse_symbol
+from optionsite.redis_client import redis_connection
+
+AssetState = Literal["enabled", "disabled", "unknown"]
+
+# A connection may have this many messages (a snapshot or an update, however many frames it takes),
+# or bytes, sent and not acknowledged yet (one message is always allowed, however large). Beyond that
+# the client is not keeping up: it gets nothing more until it acknowledges, and then one fresh
+# snapshot instead of the backlog. With the ingest's 4 flushes a second that is about two seconds of
+# updates; the byte bound caps what a slow client can pin in the server's write buffer (a whole
+# chain of 1,500 contracts changing every flush is ~4 MiB/s).
+MAX_UNACKED_MESSAGES = 8
+MAX_UNACKED_BYTES = 8 * 1024 * 1024
+
+# An event handled this much later (ms) than the quickest of the connection's recent events waited
+# in a queue: this connection (or the whole process) is behind, and the channel layer may already
+# have dropped events for it (it drops when a channel holds 200). Measured against recent events, not
+# against zero, so that a clock offset between the ingest's machine and this one does not count.
+LATE_AFTER_MS = 2000
+RECENT_EVENTS = 32
+
+
+@database_sync_to_async
+def asset_state(symbol: str) -> AssetState:
+    enabled = Asset.objects.filter(symbol=symbol).values_list("enabled", flat=True).first()
+    if enabled is None:
+        return "unknown"
+    return "enabled" if enabled else "disabled"
+
+
+@dataclass(frozen=True)
+class AssetTab:
+    """An enabled asset as the page's tabs show it."""
+
+    symbol: str
+    label: str
+    index_price: float | None
+    state: FeedState | None
+
+
+def asset_tabs() -> list[AssetTab]:
+    """The enabled assets in display order, each with its feed's index price and state (one Redis round-trip)."""
+    assets = list(Asset.objects.enabled())
+    pipe = redis_connection().pipeline(transaction=False)
+    for asset in assets:
+        pipe.hgetall(feed_status_key(asset.symbol))
+    tabs = []
+    for asset, raw in zip(assets, pipe.execute() if assets else [], strict=True):
+        feed = feed_info(FeedStatus.from_redis(asset.symbol, raw))
+        tabs.append(AssetTab(asset.symbol, asset.label, feed["index_price"], feed["state"]))
+    return tabs
+
+
+def listed_expiries(*, asset: str) -> list[dict[str, str | int]]:
+    """The asset's expiries in delivery order, for the page to open on the nearest one."""
+    raw: list[tuple[bytes, float]] = redis_connection().zrange(expiries_key(asset), 0, -1, withscores=True)  # type: ignore[assignment]
+    return [{"expiry": code.decode(), "delivery_ms": int(score)} for code, score in raw]
+
+
+@dataclass(frozen=True)
+class LiveChain:
+    """One asset's whole chain as a snapshot needs it: every row in chain order, every expiry, the feed.
+    Shared between the connections that read it together: never changed."""
+
+    rows: list[ContractRow]
+    expiries: list[ExpiryInfo]
+    feed: FeedInfo
+
+
+def _client() -> redis.asyncio.Redis:
+    # One connection per read: snapshots are rare (connect, view change, resync), and a pool tied
+    # to one event loop would outlive the loops tests and reconnects create.
+    return redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5)
+
+
+async def read_live_chain(*, asset: str) -> LiveChain:
+    """The asset's rows, expiries and feed status, in one round-trip."""
+    async with _client() as client:
+        pipe = client.pipeline(transaction=False)
+        pipe.hvals(chain_key(asset))
+        pipe.zrange(expiries_key(asset), 0, -1, withscores=True)
+        pipe.hgetall(feed_status_key(asset))
+        raw_rows, raw_expiries, raw_feed = await pipe.execute()
+    rows: list[ContractRow] = sorted((orjson.loads(raw) for raw in raw_rows), key=_chain_order)
+    settles = ((row["expiry"], row["settle"]) for row in rows)
+    return LiveChain(
+        rows=rows,
+        expiries=expiry_infos(raw_expiries, settles),
+        feed=feed_info(FeedStatus.from_redis(asset, raw_feed)),
+    )
+
+
+# When a process falls behind, all its connections resync on the same event: they share one read,
+# instead of reading and decoding the whole chain once each just when the process is busiest. A read
+# started while handling an event includes that event's rows (the ingest writes Redis before it sends
+# the event), so any connection handling the same event may use it. Channels-redis hands every local
+# consumer the same event object; if it did not, each would simply read on its own.
+_reads_by_event: dict[str, tuple[object, asyncio.Future[LiveChain]]] = {}
+
+
+async def read_live_chain_after(event: object, *, asset: str) -> LiveChain:
+    """``read_live_chain``, shared by the connections handling the same ``event``."""
+    shared = _reads_by_event.get(asset)
+    if shared is not None and shared[0] is event:
+        return await asyncio.shield(shared[1])
+    read = asyncio.ensure_future(read_live_chain(asset=asset))
+    _reads_by_event[asset] = (event, read)
+    return await asyncio.shield(read)
+
+
+async def read_expiries(*, asset: str) -> list[ExpiryInfo]:
+    """The asset's expiries, from its indexes (no quotes read)."""
+    async with _client() as client:
+        pipe = client.pipeline(transaction=False)
+        pipe.zrange(expiries_key(asset), 0, -1, withscores=True)
+        pipe.smembers(contracts_key(asset))
+        raw_expiries, raw_symbols = await pipe.execute()
+    settles = []
+    for raw in raw_symbols:
+        try:
+            contract = parse_symbol(raw.decode())
+        except SymbolError:
+            continue
+        settles.append((contract.expiry_code, contract.settle))
+    return expiry_infos(raw_expiries, settles)
+
+
+def expiry_infos(
+    raw_expiries: list[tuple[bytes, float]], settles: Iterable[tuple[str, SettleCoin]]
+) -> list[ExpiryInfo]:
+    """Expiries in delivery order (the index's), each with the settle coins it has contracts in."""
+    coins: dict[str, set[SettleCoin]] = {}
+    for expiry, settle in settles:
+        coins.setdefault(expiry, set()).add(settle)
+    return [
+        {
+            "expiry": code.decode(),
+            "delivery_ms": int(score),
+            "settles": sorted(coins.get(code.decode(), ()), key=("USDT", "USDC").index),
+        }
+        for code, score in raw_expiries
+    ]
+
+
+def feed_info(status: FeedStatus | None) -> FeedInfo:
+    if status is None:
+        return {"state": None, "index_price": None, "last_message_ts": None}
+    return {
+        "state": status.state,
+        "index_price": status.index_price or None,
+        "last_message_ts": status.last_message_ts or None,
+    }
+
+
+def row_in_view(row: ContractRow, view: ChainView) -> bool:
+    return (view["expiry"] is None or row["expiry"] == view["expiry"]) and (
+        view["settle"] is None or row["settle"] == view["settle"]
+    )
+
+
+def rows_in_view(rows: list[ContractRow], view: ChainView) -> list[ContractRow]:
+    if view["expiry"] is None and view["settle"] is None:
+        return rows
+    return [row for row in rows if row_in_view(row, view)]
+
+
+def _chain_order(row: ContractRow) -> tuple[int, float, str, str]:
+    return (row["delivery_ms"], row["strike"], row["type"], row["settle"])
+
+
+Admission = Literal["forward", "skip", "resync"]
+
+
+@dataclass
+class Delivery:
+    """One connection's flow control: frame numbers, what the client has not acknowledged yet, and
+    whether it needs a fresh snapshot because it (or this process) fell behind.
+
+    Channels gives a consumer no back-pressure (daphne buffers whatever is sent), so a slow reader
+    is found out by its acknowledgements, and a consumer that is itself behind by the age of the
+    events it handles. Either way the connection skips events and gets one snapshot when it can
+    take one again: a snapshot is at most the size of the view, a backlog has no bound.
+    """
+
+    seq: int = 0
+    resync_due: bool = False
+    _unacked: deque[tuple[int, int]] = field(default_factory=deque)
+    _unacked_bytes: int = 0
+    _recent_delays: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def has_room(self) -> bool:
+        if not self._unacked:
+            return True
+        return len(self._unacked) < MAX_UNACKED_MESSAGES and self._unacked_bytes < MAX_UNACKED_BYTES
+
+    def sent(self, *, seq: int, size: int) -> None:
+        """A message went out: its last frame is ``seq``, its frames ``size`` characters in all."""
+        self._unacked.append((seq, size))
+        self._unacked_bytes += size
+
+    def acknowledge(self, seq: int) -> bool:
+        """The client applied every frame up to ``seq``; ``True`` when a due snapshot can go now."""
+        if seq > self.seq:
+            raise BadMessage(f"ack for seq {seq}, but the last frame sent is {self.seq}")
+        while self._unacked and self._unacked[0][0] <= seq:
+            self._unacked_bytes -= self._unacked.popleft()[1]
+        return self.resync_due and self.has_room()
+
+    def admit(self, *, event_ts: int, now_ms: int) -> Admission:
+        """What to do with an event from the ingest: forward it, skip it, or send a snapshot instead."""
+        delay = now_ms - event_ts
+        self._recent_delays.append(delay)
+        if delay - min(self._recent_delays) > LATE_AFTER_MS or not self.has_room():
+            self.defer_snapshot()
+            return "skip"
+        return "resync" if self.resync_due else "forward"
+
+    def defer_snapshot(self) -> None:
+        """A snapshot is owed but there is no room for it: it goes once the client acknowledges."""
+        self.resync_due = True
+
+    def snapshot_sent(self) -> None:
+        self.resync_due = False

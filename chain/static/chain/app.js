@@ -1,0 +1,365 @@
+// The options chain page: state, controls and the live connection. Rows live in one Map (symbol →
+// row); frames update it, and once per animation frame the changed contracts' cells are repainted.
+import { applyHidden, buildMenu, IDENTITY_FIELDS, loadHidden, QUOTE_FIELDS, saveHidden } from "./columns.js";
+import { Flasher } from "./cells.js";
+import { FlatTable } from "./flat.js";
+import * as format from "./format.js";
+import { CLOSE_DISABLED_ASSET, LiveSocket } from "./live.js";
+import { Smile } from "./smile.js";
+import { ChainTable, forwardOf } from "./table.js";
+
+const config = JSON.parse(document.getElementById("chain-config").textContent);
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const STALE_AFTER_MS = 15000; // as the ingest's FEED_STALE_AFTER: silence this long is not "live"
+
+const state = {
+  mode: params.get("view") === "flat" ? "flat" : "chain",
+  expiry: params.get("expiry"),
+  settle: params.get("settle")?.toUpperCase() === "USDC" ? "USDC" : "USDT",
+  sides: "both",
+  expiries: config.expiries || [],
+  rows: new Map(),
+  feed: null,
+  connection: "connecting",
+  everLive: false,
+  lastFrameAt: 0,
+  hidden: loadHidden(),
+};
+state.expiry = state.expiry || nearestExpiry();
+
+const flasher = new Flasher();
+const chain = new ChainTable($("chain"), flasher);
+const flat = new FlatTable($("flat"), flasher);
+const smile = new Smile($("smile"));
+const hiddenStyle = document.head.appendChild(document.createElement("style"));
+const dirty = new Set();
+let paintScheduled = false;
+
+function nearestExpiry() {
+  const upcoming = state.expiries.find((expiry) => expiry.delivery_ms > Date.now());
+  return (upcoming || state.expiries[0] || {}).expiry || null;
+}
+
+function wantedView() {
+  return state.mode === "flat" ? { expiry: null, settle: null } : { expiry: state.expiry, settle: state.settle };
+}
+
+function viewRows() {
+  const rows = [];
+  for (const row of state.rows.values()) {
+    if (state.mode === "flat" || (row.expiry === state.expiry && row.settle === state.settle)) rows.push(row);
+  }
+  return rows;
+}
+
+// --- frames -------------------------------------------------------------------------
+
+function onFrame(frame) {
+  state.lastFrameAt = Date.now();
+  if (frame.type === "snapshot") onSnapshot(frame);
+  else if (frame.type === "update") for (const row of frame.rows) take(row);
+  else if (frame.type === "instruments") onInstruments(frame);
+  else if (frame.type === "status") setFeed({ ...state.feed, state: frame.state });
+  else if (frame.type === "error") notice(`The server refused a request: ${frame.message}`, 6000);
+  schedulePaint();
+}
+
+// A long snapshot comes in parts (at most 500 rows a frame): the first starts over, the last applies.
+let incoming = null;
+
+function onSnapshot(frame) {
+  if (frame.part === 1) incoming = new Map();
+  if (!incoming) return;
+  for (const row of frame.rows) incoming.set(row.symbol, row);
+  if (frame.part < frame.parts) return;
+  const wanted = wantedView();
+  state.expiries = frame.expiries;
+  setFeed(frame.feed);
+  state.rows = incoming;
+  incoming = null;
+  dirty.clear();
+  renderExpiries();
+  if (frame.view.expiry !== wanted.expiry || frame.view.settle !== wanted.settle) {
+    socket.setView(wanted); // the user changed the view meanwhile: the right snapshot follows
+    return;
+  }
+  if (state.mode === "chain" && !fixView()) return;
+  rebuild();
+}
+
+// Keep the chain on an expiry that exists, in a settle coin it has; false if that needs a new view.
+function fixView() {
+  const known = state.expiries.find((expiry) => expiry.expiry === state.expiry);
+  const expiry = known ? state.expiry : nearestExpiry();
+  const settles = state.expiries.find((item) => item.expiry === expiry)?.settles || [];
+  const settle = settles.length && !settles.includes(state.settle) ? settles[0] : state.settle;
+  if (expiry === state.expiry && settle === state.settle) return true;
+  state.expiry = expiry;
+  state.settle = settle;
+  changeView();
+  return false;
+}
+
+function take(row) {
+  const held = state.rows.get(row.symbol);
+  if (held && held.ts != null && row.ts != null && row.ts < held.ts) return; // an older snapshot
+  state.rows.set(row.symbol, row);
+  dirty.add(row.symbol);
+}
+
+function onInstruments(frame) {
+  for (const symbol of frame.delivered) state.rows.delete(symbol);
+  for (const row of frame.listed) state.rows.set(row.symbol, row);
+  state.expiries = frame.expiries;
+  renderExpiries();
+  if (state.mode === "chain" && !fixView()) return;
+  rebuild();
+}
+
+function setFeed(feed) {
+  state.feed = feed;
+  if (feed && feed.state === "live") state.everLive = true;
+  renderIndicator();
+}
+
+// --- painting -----------------------------------------------------------------------
+
+function schedulePaint() {
+  if (paintScheduled) return;
+  paintScheduled = true;
+  requestAnimationFrame(paint);
+}
+
+function paint() {
+  paintScheduled = false;
+  const table = state.mode === "flat" ? flat : chain;
+  let latest = null;
+  for (const symbol of dirty) {
+    const row = state.rows.get(symbol);
+    if (!row) continue;
+    table.update(row);
+    if (row.index_price != null && (!latest || row.ts > latest.ts)) latest = row;
+  }
+  dirty.clear();
+  if (latest) setIndex(config.asset, latest.index_price);
+  if (state.mode === "chain") {
+    const rows = viewRows();
+    const forward = forwardOf(rows);
+    if (forward !== chain.forward) chain.relayout(forward);
+    smile.update(rows, forward);
+    renderSummary(forward);
+  }
+  renderIndicator();
+}
+
+function rebuild() {
+  const rows = viewRows();
+  document.body.classList.toggle("mode-flat", state.mode === "flat");
+  $("chain").hidden = state.mode === "flat";
+  $("flat").hidden = state.mode !== "flat";
+  if (state.mode === "flat") {
+    flat.build(rows);
+    flat.search($("search").value);
+  } else {
+    chain.build(rows);
+    chain.setFilters(filters());
+    smile.update(rows, chain.forward, true);
+    $("smile-title").textContent = `${config.asset} ${state.expiry || ""} ${state.settle}`;
+  }
+  renderSummary(chain.forward);
+  renderControls();
+}
+
+function renderSummary(forward) {
+  let text;
+  if (state.mode === "flat") {
+    text = `${flat.shownCount} of ${flat.contracts.size} contracts`;
+  } else {
+    const strikes = chain.strikes.filter(({ tr }) => !tr.hidden).length;
+    text = `${strikes} strikes · forward ${format.indexPrice(forward)}`;
+  }
+  if ($("summary").textContent !== text) $("summary").textContent = text;
+}
+
+function renderIndicator() {
+  let status;
+  const feed = state.feed?.state;
+  if (state.connection === "refused") status = "stopped";
+  else if (state.connection !== "open") status = state.everLive || state.lastFrameAt ? "reconnecting" : "connecting";
+  else if (feed === "live") status = Date.now() - state.lastFrameAt > STALE_AFTER_MS ? "stale" : "live";
+  else if (feed === "connecting") status = state.everLive ? "reconnecting" : "connecting";
+  else if (feed === "stale" || feed === "stopped") status = feed;
+  else status = "connecting"; // no feed has run for this asset yet
+  const indicator = $("indicator");
+  if (indicator.dataset.state === status) return;
+  indicator.dataset.state = status;
+  const texts = { live: "Live", stale: "Stale", reconnecting: "Reconnecting…", connecting: "Connecting…", stopped: "Stopped" };
+  indicator.querySelector(".indicator-text").textContent = texts[status];
+  indicator.title = state.feed?.last_message_ts ? `Last exchange message ${new Date(state.feed.last_message_ts).toISOString()}` : "";
+}
+
+function renderExpiries() {
+  const nav = $("expiries");
+  const now = Date.now();
+  const buttons = state.expiries.map(({ expiry, delivery_ms, settles }) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "expiry-tab";
+    button.dataset.expiry = expiry;
+    button.setAttribute("aria-pressed", String(expiry === state.expiry));
+    button.title = `Delivery ${new Date(delivery_ms).toISOString().replace(".000Z", "Z")} · ${(settles || []).join(", ")}`;
+    const left = document.createElement("small");
+    left.textContent = format.timeLeft(delivery_ms, now);
+    button.append(expiry, left);
+    return button;
+  });
+  nav.replaceChildren(...buttons);
+}
+
+function renderControls() {
+  const settles = state.expiries.find((item) => item.expiry === state.expiry)?.settles || ["USDT", "USDC"];
+  for (const button of $("mode").querySelectorAll("button")) button.setAttribute("aria-pressed", String(button.dataset.mode === state.mode));
+  for (const button of $("settle").querySelectorAll("button")) {
+    button.setAttribute("aria-pressed", String(button.dataset.settle === state.settle));
+    button.disabled = !settles.includes(button.dataset.settle);
+  }
+  for (const button of $("sides").querySelectorAll("button")) button.setAttribute("aria-pressed", String(button.dataset.sides === state.sides));
+  for (const button of $("expiries").querySelectorAll("button")) button.setAttribute("aria-pressed", String(button.dataset.expiry === state.expiry));
+  const query = new URLSearchParams();
+  if (state.mode === "flat") query.set("view", "flat");
+  else {
+    if (state.expiry) query.set("expiry", state.expiry);
+    query.set("settle", state.settle);
+  }
+  history.replaceState(null, "", `${location.pathname}?${query}`);
+}
+
+function setIndex(asset, price) {
+  const tab = document.querySelector(`.asset-tab[data-asset="${asset}"] [data-index]`);
+  const text = format.indexPrice(price);
+  if (tab && tab.textContent !== text) tab.textContent = text;
+}
+
+function notice(text, forMs) {
+  const element = $("notice");
+  element.textContent = text;
+  element.hidden = false;
+  clearTimeout(notice.timer);
+  if (forMs) notice.timer = setTimeout(() => (element.hidden = true), forMs);
+}
+
+// --- controls -----------------------------------------------------------------------
+
+function changeView() {
+  socket.setView(wantedView());
+  renderControls();
+}
+
+function filters() {
+  const number = (id) => ($(id).value === "" ? null : Number($(id).value));
+  return { around: Number($("around").value), min: number("strike-min"), max: number("strike-max") };
+}
+
+$("expiries").addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-expiry]");
+  if (!button || button.dataset.expiry === state.expiry) return;
+  state.expiry = button.dataset.expiry;
+  if (state.mode === "flat") state.mode = "chain";
+  fixView() && changeView();
+});
+$("mode").addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-mode]");
+  if (!button || button.dataset.mode === state.mode) return;
+  state.mode = button.dataset.mode;
+  changeView();
+});
+$("settle").addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-settle]");
+  if (!button || button.disabled || button.dataset.settle === state.settle) return;
+  state.settle = button.dataset.settle;
+  changeView();
+});
+$("sides").addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-sides]");
+  if (!button) return;
+  state.sides = button.dataset.sides;
+  $("chain").className = `chain-table sides-${state.sides}`;
+  chain.countColumns();
+  renderControls();
+});
+for (const id of ["around", "strike-min", "strike-max"]) {
+  $(id).addEventListener("input", () => {
+    chain.setFilters(filters());
+    renderSummary(chain.forward);
+  });
+}
+$("search").addEventListener("input", () => {
+  flat.search($("search").value);
+  renderSummary(chain.forward);
+});
+$("export").addEventListener("click", exportCsv);
+document.addEventListener("click", (event) => {
+  if (!event.target.closest("#columns")) $("columns").open = false;
+});
+
+applyHidden(state.hidden, hiddenStyle);
+buildMenu($("columns-menu"), state.hidden, (hidden) => {
+  saveHidden(hidden);
+  applyHidden(hidden, hiddenStyle);
+  chain.countColumns();
+});
+
+// --- CSV ----------------------------------------------------------------------------
+
+function exportCsv() {
+  const rows = state.mode === "flat" ? flat.visibleRows() : chain.visibleRows(state.sides);
+  const fields = [...IDENTITY_FIELDS.map((column) => column.field), ...QUOTE_FIELDS.filter((column) => !state.hidden.has(column.field)).map((column) => column.field), "ts"];
+  const quote = (value) => {
+    const text = value == null ? "" : String(value);
+    return /[",\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+  };
+  const lines = [fields.join(","), ...rows.map((row) => fields.map((field) => quote(row[field])).join(","))];
+  const name = state.mode === "flat" ? `${config.asset}-all` : `${config.asset}-${state.expiry}-${state.settle}`;
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([`${lines.join("\n")}\n`], { type: "text/csv" }));
+  link.download = `${name}-${new Date().toISOString().slice(0, 19).replaceAll(":", "")}Z.csv`;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+}
+
+// --- the other assets' index prices, and the clocks --------------------------------
+
+async function refreshIndexes() {
+  try {
+    const response = await fetch(config.indexes_url, { headers: { Accept: "application/json" } });
+    if (!response.ok) return;
+    for (const tab of (await response.json()).assets) {
+      if (tab.symbol !== config.asset && tab.index_price != null) setIndex(tab.symbol, tab.index_price);
+    }
+  } catch {
+    // Offline: the indicator says so already.
+  }
+}
+
+for (const tab of config.assets) if (tab.index_price != null) setIndex(tab.symbol, tab.index_price);
+setInterval(refreshIndexes, 5000);
+setInterval(renderExpiries, 30000);
+setInterval(renderIndicator, 1000);
+
+const socket = new LiveSocket({
+  path: config.socket_path,
+  view: wantedView(),
+  onFrame,
+  onConnection(connection, code) {
+    state.connection = connection;
+    if (connection === "refused") {
+      notice(code === CLOSE_DISABLED_ASSET ? `${config.asset} is disabled.` : `${config.asset} is not configured.`);
+    }
+    renderIndicator();
+  },
+});
+renderExpiries();
+renderControls();
+socket.connect();
+window.chainPage = { state, chain, flat, socket };

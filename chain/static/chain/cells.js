@@ -1,0 +1,48 @@
+// Cells updated in place: a cell's text is written only when it changes, and a change flashes the
+// cell (green up, red down) for about half a second. No re-render, no forced layout.
+
+export class Flasher {
+  constructor(period = 350) {
+    this.current = new Set();
+    this.previous = new Set();
+    setInterval(() => this.fade(), period);
+  }
+
+  flash(cell, direction) {
+    cell.classList.remove(direction === "up" ? "down" : "up");
+    cell.classList.add(direction);
+    this.previous.delete(cell);
+    this.current.add(cell);
+  }
+
+  // Cells flashed two periods ago lose their colour (CSS fades it out).
+  fade() {
+    for (const cell of this.previous) cell.classList.remove("up", "down");
+    this.previous = this.current;
+    this.current = new Set();
+  }
+}
+
+export function cell(className) {
+  const td = document.createElement("td");
+  td.className = className;
+  return td;
+}
+
+// Write ``row``'s values into ``cells`` (field → td); ``flasher`` null paints without flashing.
+export function paint(cells, row, columns, flasher) {
+  for (const column of columns) {
+    const td = cells[column.field];
+    if (td === undefined) continue;
+    const value = row[column.field];
+    const text = column.format(value);
+    if (td.text === text) continue;
+    const before = td.value;
+    td.textContent = text;
+    td.text = text;
+    td.value = value;
+    if (flasher && typeof value === "number" && typeof before === "number" && value !== before) {
+      flasher.flash(td, value > before ? "up" : "down");
+    }
+  }
+}

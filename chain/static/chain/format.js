@@ -1,0 +1,64 @@
+// Number and time formatting for the chain. Values are the ingest's rows: numbers, null = no value,
+// implied volatilities as fractions (0.4896 is 48.96 %).
+
+const formatters = new Map();
+
+function fixed(digits) {
+  let formatter = formatters.get(digits);
+  if (!formatter) {
+    formatter = new Intl.NumberFormat("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+    formatters.set(digits, formatter);
+  }
+  return formatter;
+}
+
+const significant = new Intl.NumberFormat("en-US", { maximumSignificantDigits: 3 });
+const small = new Intl.NumberFormat("en-US", { minimumFractionDigits: 1, maximumFractionDigits: 4 });
+
+export const EMPTY = "–";
+
+// Option prices span 0.0005 (far OTM SOL) to 20,000 (deep ITM BTC): digits follow the magnitude.
+export function price(value) {
+  if (value == null) return EMPTY;
+  const size = Math.abs(value);
+  if (size < 1) return small.format(value);
+  const digits = size >= 1000 ? 0 : size >= 100 ? 1 : size >= 10 ? 2 : 3;
+  return fixed(digits).format(value);
+}
+
+export function indexPrice(value) {
+  if (value == null) return EMPTY;
+  return fixed(Math.abs(value) >= 1000 ? 1 : Math.abs(value) >= 10 ? 2 : 4).format(value);
+}
+
+export function iv(value) {
+  return value == null ? EMPTY : fixed(1).format(value * 100);
+}
+
+export function amount(value) {
+  if (value == null) return EMPTY;
+  return fixed(Math.abs(value) >= 100 ? 0 : 2).format(value);
+}
+
+export function delta(value) {
+  return value == null ? EMPTY : fixed(3).format(value);
+}
+
+export function sig(value) {
+  return value == null ? EMPTY : significant.format(value);
+}
+
+export function strike(value) {
+  return value == null ? EMPTY : String(value);
+}
+
+// Time left to delivery (08:00 UTC): "2d 4h", "5h 12m", "12m", "delivered".
+export function timeLeft(deliveryMs, nowMs = Date.now()) {
+  const minutes = Math.floor((deliveryMs - nowMs) / 60000);
+  if (minutes < 0) return "delivered";
+  const days = Math.floor(minutes / 1440);
+  const hours = Math.floor((minutes % 1440) / 60);
+  if (days > 0) return `${days}d ${hours}h`;
+  if (hours > 0) return `${hours}h ${minutes % 60}m`;
+  return `${minutes}m`;
+}

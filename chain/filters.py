@@ -9,6 +9,7 @@ from operator import itemgetter
 from typing import Any
 
 from chain.rows import Row
+from ingest.normalize import QUOTE_FIELDS
 from ingest.symbols import OptionType, SettleCoin
 
 SECONDS_PER_YEAR = 365 * 24 * 3600
@@ -20,35 +21,8 @@ ORDERING_FIELDS: dict[str, str] = {
     "strike": "strike",
     "type": "type",
     "settle": "settle",
-    **{
-        name: name
-        for name in (
-            "bid_price",
-            "bid_size",
-            "bid_iv",
-            "ask_price",
-            "ask_size",
-            "ask_iv",
-            "last_price",
-            "mark_price",
-            "mark_iv",
-            "index_price",
-            "underlying_price",
-            "delta",
-            "gamma",
-            "theta",
-            "vega",
-            "open_interest",
-            "volume_24h",
-            "turnover_24h",
-            "total_volume",
-            "total_turnover",
-            "high_price_24h",
-            "low_price_24h",
-            "change_24h",
-            "ts",
-        )
-    },
+    # Every quote field sorts by itself, but the delivery price (null but for half an hour a day).
+    **{name: name for name in (*QUOTE_FIELDS, "ts") if name != "predicted_delivery_price"},
 }
 DEFAULT_ORDERING: tuple[tuple[str, bool], ...] = (
     ("expiry", False),

@@ -29,6 +29,21 @@ REAL_SYMBOLS_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "b
 T = TypeVar("T")
 
 
+def wide_btc_symbols_file(directory: Path) -> Path:
+    """A symbols file with 2,892 BTC contracts (3 expiries x 241 strikes x call/put x USDT/USDC):
+    more than one page of instruments-info and more than one connection's 2,000 topics."""
+    symbols = [
+        f"BTC-{expiry}-{strike}-{kind}{settle}"
+        for expiry in ("27NOV26", "25DEC26", "26MAR27")
+        for strike in range(50_000, 170_500, 500)
+        for kind in ("C", "P")
+        for settle in ("-USDT", "")
+    ]
+    path = directory / "wide-btc-symbols.txt"
+    path.write_text("\n".join(symbols))
+    return path
+
+
 def simulator_config(**changes: Any) -> SimulatorConfig:
     """The tests' default config: fixed seed and start, so the universe is the same every run."""
     return SimulatorConfig(seed=7, start=SIMULATOR_START).with_changes(**changes)

@@ -6,19 +6,11 @@ import pytest
 
 from ingest.bybit import DiscoveryError, fetch_option_contracts
 from ingest.simulator import RunningSimulator
-from tests.ingest.conftest import REAL_SYMBOLS_FILE
+from tests.ingest.conftest import REAL_SYMBOLS_FILE, wide_btc_symbols_file
 
 
 def test_it_reads_every_page_of_instruments(start_simulator, tmp_path: Path) -> None:
-    symbols = [
-        f"BTC-{expiry}-{strike}-{kind}{settle}"
-        for expiry in ("27NOV26", "25DEC26", "26MAR27")
-        for strike in range(50_000, 170_500, 500)
-        for kind in ("C", "P")
-        for settle in ("-USDT", "")
-    ]
-    (tmp_path / "symbols.txt").write_text("\n".join(symbols))
-    simulator: RunningSimulator = start_simulator(assets=("BTC",), symbols_file=tmp_path / "symbols.txt")
+    simulator: RunningSimulator = start_simulator(assets=("BTC",), symbols_file=wide_btc_symbols_file(tmp_path))
     contracts = fetch_option_contracts(asset="BTC", rest_url=simulator.rest_url)
     listed = simulator.live_symbols("BTC")
     assert len(listed) > 1000  # more than one page of 1,000

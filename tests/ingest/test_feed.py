@@ -19,7 +19,7 @@ from ingest.simulator import RunningSimulator
 from ingest.status import FeedStatus, read_feed_status
 from ingest.store import purge_asset
 from ingest.supervision import request_refresh
-from tests.ingest.conftest import poll
+from tests.ingest.conftest import poll, wide_btc_symbols_file
 
 
 class RunningFeed:
@@ -144,16 +144,7 @@ def test_it_spreads_topics_over_connections_within_the_per_connection_limit(star
 
 
 def test_it_keeps_more_than_2000_contracts_across_connections(start_simulator, start_feed, tmp_path) -> None:
-    # 3 expiries x 241 strikes x call/put x USDT/USDC = 2,892 BTC contracts.
-    symbols = [
-        f"BTC-{expiry}-{strike}-{kind}{settle}"
-        for expiry in ("27NOV26", "25DEC26", "26MAR27")
-        for strike in range(50_000, 170_500, 500)
-        for kind in ("C", "P")
-        for settle in ("-USDT", "")
-    ]
-    (tmp_path / "symbols.txt").write_text("\n".join(symbols))
-    simulator = start_simulator(assets=("BTC",), symbols_file=tmp_path / "symbols.txt")
+    simulator = start_simulator(assets=("BTC",), symbols_file=wide_btc_symbols_file(tmp_path))
     count = len(simulator.live_symbols("BTC"))
     assert count > 2000
     feed = start_feed(simulator)

@@ -99,7 +99,9 @@ def feeds_live(client: redis.Redis) -> bool:
     return all(status is not None and status.state == "live" and status.index_price for status in statuses)
 
 
-@pytest.fixture(scope="session")
+# Package scope: the stack (worker, beat, daphne) and Playwright's event loop must be gone before other
+# packages run, or their feeds and leases would meet this worker's (same Redis prefix).
+@pytest.fixture(scope="package")
 def live_stack(tmp_path_factory: pytest.TempPathFactory, redis_client: redis.Redis) -> Iterator[LiveStack]:
     if not (BASE_DIR / "node_modules" / "uplot" / "dist").is_dir():
         pytest.fail("node_modules/uplot is missing: run `npm ci` (make install does)")
@@ -145,7 +147,7 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory, redis_client: redis.Red
                 redis_client.delete(feed_lease_key(asset))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
         pytest.fail(f"no Chromium at {CHROMIUM} (apt-get install chromium)")

@@ -34,7 +34,7 @@ class RunningFeed:
 
     def chain(self) -> dict[str, dict[str, Any]]:
         raw = self.client.hgetall(chain_key(self.feed.asset))
-        return {key.decode(): orjson.loads(value) for key, value in raw.items()}
+        return {key.decode(): orjson.loads(value) for key, value in raw.items()}  # type: ignore[union-attr]
 
     def stop(self) -> StopReason:
         self.feed.stop()

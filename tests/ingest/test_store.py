@@ -26,7 +26,7 @@ def test_it_indexes_listed_contracts_and_drops_delivered_ones(redis_client: redi
     assert redis_client.zrange(expiries_key(asset), 0, -1) == [b"26DEC25", b"2JAN26"]
     assert redis_client.zrange(strikes_key(asset, "26DEC25"), 0, -1) == [b"65000", b"70000"]
     assert redis_client.zrange(strikes_key(asset, "2JAN26"), 0, -1) == [b"0.5"]
-    row = orjson.loads(redis_client.hget(chain_key(asset), "BTC-26DEC25-65000-C"))
+    row = orjson.loads(redis_client.hget(chain_key(asset), "BTC-26DEC25-65000-C") or b"null")
     assert row["settle"] == "USDC"
     assert row["mark_price"] is None
 
@@ -62,7 +62,7 @@ def test_it_writes_every_field_first_then_only_what_changed(redis_client: redis.
     assert stored[b"mark_iv"] == b"0.5"
     assert stored[b"ts"] == b"2"
     assert stored[b"strike"] == b"tampered"
-    assert orjson.loads(redis_client.hget(chain_key(asset), first["symbol"]))["mark_price"] == 101.0
+    assert orjson.loads(redis_client.hget(chain_key(asset), first["symbol"]) or b"null")["mark_price"] == 101.0
 
 
 def test_purge_removes_every_key_of_the_asset(redis_client: redis.Redis, asset: str) -> None:

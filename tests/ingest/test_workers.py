@@ -95,7 +95,7 @@ def stack(tmp_path: Path, start_simulator, redis_client: redis.Redis) -> Iterato
 
 def holder(client: redis.Redis, asset: str) -> str | None:
     value = client.get(feed_lease_key(asset))
-    return value.decode() if value else None
+    return value.decode() if isinstance(value, bytes) else None
 
 
 def live(client: redis.Redis, asset: str) -> bool:

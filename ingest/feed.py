@@ -45,7 +45,6 @@ from ingest.normalize import BadTicker, ContractRow, apply_ticker, static_row
 from ingest.status import FeedStatus
 from ingest.store import (
     CONTRACT_TTL_RENEW_SECONDS,
-    InstrumentChange,
     purge_asset,
     sync_instruments,
     write_feed_status,
@@ -213,7 +212,8 @@ class AssetFeed:
         self._shard_numbers = itertools.count(1)
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[dict[str, Any], int, int]] = {}
-        self._instrument_changes: list[tuple[InstrumentChange, list[ContractRow], set[str]]] = []
+        # (contracts now listed, rows of the new ones, symbols gone), for the flusher to store.
+        self._instrument_changes: list[tuple[list[OptionContract], list[ContractRow], set[str]]] = []
         self._symbols: set[str] = set()  # the watchdog's view of the listed contracts
         self._rows: dict[str, ContractRow] = {}  # the flusher's alone, as is:
         self._ttl_renewed: dict[str, float] = {}  # symbol → when its hash's TTL is due again
@@ -298,23 +298,21 @@ class AssetFeed:
         except DiscoveryError as exc:
             self._log.warning("discovery", "%s; retrying", exc, asset=self.asset)
             return False
-        try:
-            change = sync_instruments(self.client, asset=self.asset, contracts=contracts)
-        except redis.RedisError as exc:
-            self._log.warning("discovery-redis", "could not store instruments: %s", exc, asset=self.asset)
-            return False
         current = {contract.symbol: contract for contract in contracts}
         new = sorted(current.keys() - self._symbols)
         gone = self._symbols - current.keys()
         self._symbols = set(current)
+        # The flusher stores the new instrument set, between two of its writes: stored from
+        # here, a flush in flight could write a delivered contract's hash back after it
+        # was deleted.
         with self._lock:
-            self._instrument_changes.append((change, [static_row(current[symbol]) for symbol in new], gone))
+            self._instrument_changes.append((contracts, [static_row(current[symbol]) for symbol in new], gone))
         self.status.instruments = len(contracts)
-        if change.listed or change.delivered:
+        if new or gone:
             logger.info(
-                "instruments: %d listed, %d delivered, %d in all",
-                len(change.listed),
-                len(change.delivered),
+                "instruments: %d new, %d gone, %d in all",
+                len(new),
+                len(gone),
                 len(contracts),
                 extra={"asset": self.asset},
             )
@@ -520,7 +518,13 @@ class AssetFeed:
             pending, self._pending = self._pending, {}
             changes, self._instrument_changes = self._instrument_changes, []
         events: list[dict[str, Any]] = []
-        for change, new_rows, gone in changes:
+        for index, (contracts, new_rows, gone) in enumerate(changes):
+            try:
+                change = sync_instruments(self.client, asset=self.asset, contracts=contracts)
+            except redis.RedisError:
+                with self._lock:  # keep the ones not stored yet for the next flush, in order
+                    self._instrument_changes[:0] = changes[index:]
+                raise
             for symbol in gone:
                 self._rows.pop(symbol, None)
                 self._ttl_renewed.pop(symbol, None)

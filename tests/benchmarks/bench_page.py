@@ -23,19 +23,9 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from optionsite.devstack import free_port
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 
 BASE_DIR = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 MEASURE = """async (seconds) => {
   const frames = [];
   const longTasks = [];

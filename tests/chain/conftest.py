@@ -18,14 +18,15 @@ ASSETS = ("BTC", "ETH", "SOL")
 @pytest.fixture(autouse=True)
 def _api_state_reset(redis_client: redis.Redis) -> Iterator[None]:
     """Each test starts with no chain in Redis, no throttle history and no cached asset flags."""
-    from django.core.cache import cache
-
     from chain.queries import forget_asset_states
     from ingest.store import purge_asset
+    from optionsite.redis_client import redis_key
 
     for asset in ASSETS:
         purge_asset(redis_client, asset=asset)
-    cache.delete_pattern("throttle_*")  # type: ignore[attr-defined]
+    throttle_counters = list(redis_client.scan_iter(match=redis_key("throttle:*"), count=1000))
+    if throttle_counters:
+        redis_client.delete(*throttle_counters)
     forget_asset_states()
     yield
     for asset in ASSETS:

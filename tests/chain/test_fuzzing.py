@@ -35,7 +35,7 @@ schema.config.phases.update(phases=["examples", "coverage", "fuzzing"])
 @pytest.fixture(autouse=True)
 def chains(fill: Any, redis_client: Any, db: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Quoted BTC and ETH chains, SOL listed but never quoted; every feed live."""
-    from rest_framework.throttling import AnonRateThrottle
+    from optionsite.throttling import AnonRedisRateThrottle
 
     from tests.chain.market import write_status
 
@@ -44,7 +44,7 @@ def chains(fill: Any, redis_client: Any, db: None, monkeypatch: pytest.MonkeyPat
     fill("SOL", quoted=False, live=False)
     write_status(redis_client, asset="SOL")
     # Hundreds of anonymous requests in seconds: the throttle has its own test in test_options_api.
-    monkeypatch.setattr(AnonRateThrottle, "THROTTLE_RATES", {"anon": "1000000/min"})
+    monkeypatch.setattr(AnonRedisRateThrottle, "THROTTLE_RATES", {"anon": "1000000/min"})
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import time
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
-from rest_framework.throttling import AnonRateThrottle
+from optionsite.throttling import AnonRedisRateThrottle
 
 from assets.services import assets_set_enabled
 from chain.filters import atm_strike
@@ -281,7 +281,7 @@ def test_it_throttles_anonymous_clients_but_not_signed_in_ones(
     client: Client, fill, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fill("SOL", limit_expiries=1)
-    monkeypatch.setattr(AnonRateThrottle, "THROTTLE_RATES", {"anon": "3/min"})
+    monkeypatch.setattr(AnonRedisRateThrottle, "THROTTLE_RATES", {"anon": "3/min"})
     statuses = [client.get("/api/options/SOL/").status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
     assert client.get("/api/health/").status_code != 429

@@ -2,21 +2,23 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "optionsite.settings")
-# Django must be set up before anything imports models (the consumers do).
-django_asgi_app = get_asgi_application()
+# Django must be set up before anything imports models (the consumers do); as
+# ``get_asgi_application`` does, with the handler of ``optionsite.handlers``.
+django.setup(set_prefix=False)
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from chain.routing import websocket_urlpatterns  # noqa: E402
+from optionsite.handlers import SyncStackASGIHandler  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": SyncStackASGIHandler(),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

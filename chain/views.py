@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
+from django.http import QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -13,6 +17,7 @@ from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
+from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
 from chain import serializers
@@ -41,6 +46,23 @@ _ASSET_ERRORS = {
     (409, "application/json"): _DISABLED,
     (503, "application/json"): _REDIS_DOWN,
 }
+
+
+def validated_query(request: Request, serializer_class: type[Serializer]) -> Mapping[str, Any]:
+    """The request's query parameters, validated by ``serializer_class``; ``ValidationError`` if bad.
+
+    Validation depends on the query string alone, and a DRF serializer deep-copies its fields
+    for every instance, so each process validates a given query string once (the full chain's
+    clients repeat theirs). Refused query strings are not remembered.
+    """
+    return _validated_query(serializer_class, request.META.get("QUERY_STRING", ""))
+
+
+@functools.lru_cache(maxsize=512)
+def _validated_query(serializer_class: type[Serializer], query_string: str) -> Mapping[str, Any]:
+    query = serializer_class(data=QueryDict(query_string))
+    query.is_valid(raise_exception=True)
+    return MappingProxyType(dict(query.validated_data))
 
 
 @extend_schema(exclude=True)
@@ -84,9 +106,8 @@ class OptionsView(APIView):
     )
     def get(self, request: Request, asset: str) -> Response:
         symbol = served_asset(symbol=asset)
-        query = serializers.OptionsQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        return Response(options_page(asset=symbol, row_filter=RowFilter(**query.validated_data)))
+        query = validated_query(request, serializers.OptionsQuerySerializer)
+        return Response(options_page(asset=symbol, row_filter=RowFilter(**query)))
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)
@@ -107,13 +128,8 @@ class ChainView(APIView):
     )
     def get(self, request: Request, asset: str) -> Response:
         symbol = served_asset(symbol=asset)
-        query = serializers.ChainQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        return Response(
-            chain_table(
-                asset=symbol, expiry=query.validated_data.get("expiry"), settle=query.validated_data.get("settle")
-            )
-        )
+        query = validated_query(request, serializers.ChainQuerySerializer)
+        return Response(chain_table(asset=symbol, expiry=query.get("expiry"), settle=query.get("settle")))
 
 
 class ExpiriesView(APIView):
@@ -138,9 +154,8 @@ class StrikesView(APIView):
     )
     def get(self, request: Request, asset: str) -> Response:
         symbol = served_asset(symbol=asset)
-        query = serializers.StrikesQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        return Response(strike_list(asset=symbol, expiry=query.validated_data["expiry"]))
+        query = validated_query(request, serializers.StrikesQuerySerializer)
+        return Response(strike_list(asset=symbol, expiry=query["expiry"]))
 
 
 class SummaryView(APIView):
@@ -153,9 +168,8 @@ class SummaryView(APIView):
     )
     def get(self, request: Request, asset: str) -> Response:
         symbol = served_asset(symbol=asset)
-        query = serializers.SummaryQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        return Response(chain_summary(asset=symbol, settle=query.validated_data.get("settle")))
+        query = validated_query(request, serializers.SummaryQuerySerializer)
+        return Response(chain_summary(asset=symbol, settle=query.get("settle")))
 
 
 class StatsView(APIView):

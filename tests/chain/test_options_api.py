@@ -218,6 +218,28 @@ def test_it_names_the_field_and_the_reason_of_a_bad_parameter(
     assert reason in " ".join(body[field])
 
 
+def test_it_validates_a_query_string_once_and_a_bad_one_every_time(
+    client: Client, btc_chain: list[ContractRow], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chain import serializers
+
+    validations: list[str] = []
+    is_valid = serializers.OptionsQuerySerializer.is_valid
+
+    def counted(self: serializers.OptionsQuerySerializer, **kwargs: bool) -> bool:
+        validations.append(self.initial_data.urlencode())
+        return is_valid(self, **kwargs)
+
+    monkeypatch.setattr(serializers.OptionsQuerySerializer, "is_valid", counted)
+    good = "type=put&strike_min=100000&ordering=-strike"
+    first, second = (client.get(f"/api/options/BTC/?{good}").json() for _ in range(2))
+    assert [row["symbol"] for row in first["data"]] == [row["symbol"] for row in second["data"]]
+    assert first["total"] > 0
+    bad = "type=put&strike_min=abc"
+    assert [client.get(f"/api/options/BTC/?{bad}").status_code for _ in range(2)] == [400, 400]
+    assert validations == [good, bad, bad]
+
+
 def test_it_takes_an_empty_parameter_as_not_given(client: Client, btc_chain: list[ContractRow]) -> None:
     body = client.get("/api/options/BTC/", {"expiry": "", "type": "", "strike": ""}).json()
     assert body["total"] == 778

@@ -76,10 +76,22 @@ class RowList:
         return with_age(self.view.rows, now_ms=self.now_ms)
 
     def json(self) -> bytes:
-        if not self.view.rows:
+        rows = self.view.rows
+        if not rows:
             return b"[]"
         now_ms = self.now_ms
         # ts and now are whole milliseconds, so orjson writes each age with at most three decimals.
-        ages = [None if ts is None else max(0, now_ms - ts) / 1000 for ts in self.view.timestamps()]
-        age_texts = orjson.dumps(ages)[1:-1].split(b",")
-        return b"[" + b"},".join(map(bytes.__add__, self.view.heads(), age_texts)) + b"}]"
+        ages = [
+            (now_ms - ts) / 1000 if ts is not None and ts < now_ms else None if ts is None else 0.0
+            for ts in self.view.timestamps()
+        ]
+        # One join of head, age, "}," per row: 578 KiB for the full BTC chain, copied once.
+        parts: list[bytes] = [_ROW_END] * (3 * len(rows))
+        parts[0::3] = self.view.heads()
+        parts[1::3] = orjson.dumps(ages)[1:-1].split(b",")
+        parts[0] = b"[" + parts[0]
+        parts[-1] = b"}]"
+        return b"".join(parts)
+
+
+_ROW_END = b"},"

@@ -19,6 +19,14 @@ def chain_key(asset: str) -> str:
     return redis_key("chain", asset)
 
 
+def chain_revision_key(asset: str) -> str:
+    """STRING: a random token, replaced in the same pipeline as every change to the chain hash.
+
+    Readers that keep a decoded chain in memory re-read ``HVALS`` only when it moved.
+    """
+    return redis_key("chain-revision", asset)
+
+
 def contracts_key(asset: str) -> str:
     """SET: the symbols of the asset's listed contracts."""
     return redis_key("contracts", asset)

@@ -6,6 +6,7 @@ the number of contracts: one pipeline per call.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ import redis
 
 from ingest.keys import (
     chain_key,
+    chain_revision_key,
     contract_key,
     contracts_key,
     expiries_key,
@@ -66,6 +68,8 @@ def sync_instruments(client: redis.Redis, *, asset: str, contracts: Iterable[Opt
     if listed:
         pipe.sadd(contracts_key(asset), *(row["symbol"] for row in listed))
         pipe.hset(chain_key(asset), mapping={row["symbol"]: orjson.dumps(row) for row in listed})
+    if listed or delivered:
+        new_chain_revision(pipe, asset=asset)
     gone_expiries = old_expiries - delivery_ms.keys()
     if gone_expiries:
         pipe.zrem(expiries_key(asset), *gone_expiries)
@@ -111,7 +115,18 @@ def write_rows(
         chain_entries[symbol] = orjson.dumps(row)
     if chain_entries:
         pipe.hset(chain_key(asset), mapping=chain_entries)  # type: ignore[arg-type]
+        new_chain_revision(pipe, asset=asset)
     return len(chain_entries)
+
+
+def new_chain_revision(pipe: redis.client.Pipeline, *, asset: str) -> None:
+    """Queue a new revision token for the asset's chain, after the commands that change it.
+
+    Queued after them on the same pipeline, it reaches Redis after them: a reader that sees
+    the new token sees the change too. A random token, not a counter, so that a chain
+    deleted and written again cannot come back to a revision a reader still holds.
+    """
+    pipe.set(chain_revision_key(asset), secrets.token_hex(8))
 
 
 def write_feed_status(pipe: redis.client.Pipeline, *, asset: str, status: Mapping[str, str | int | float]) -> None:
@@ -127,6 +142,8 @@ def purge_asset(client: redis.Redis, *, asset: str) -> None:
         pipe.delete(*(contract_key(symbol) for symbol in symbols[start : start + 1000]))
     for expiry in expiries:
         pipe.delete(strikes_key(asset, expiry))
-    pipe.delete(chain_key(asset), contracts_key(asset), expiries_key(asset), feed_status_key(asset))
+    pipe.delete(
+        chain_key(asset), chain_revision_key(asset), contracts_key(asset), expiries_key(asset), feed_status_key(asset)
+    )
     pipe.srem(tracked_assets_key(), asset)
     pipe.execute()

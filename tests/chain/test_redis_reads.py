@@ -82,6 +82,49 @@ def test_it_reads_the_whole_chain_in_one_pipeline(fill, round_trips) -> None:
     assert snapshot.feed is not None
 
 
+def test_it_reads_the_chain_again_only_when_its_revision_moved(
+    fill, redis_client, round_trips, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from redis.commands.core import HashCommands
+
+    from chain.readers import read_chain
+    from ingest.store import write_rows
+    from optionsite.redis_client import redis_connection
+
+    rows = fill("SOL", limit_expiries=1)
+    marks = iter(range(1, 100))
+    seen: list[float] = []
+    chain_reads = 0
+    hvals = HashCommands.hvals
+
+    def counted_hvals(self: Any, name: str) -> Any:
+        nonlocal chain_reads
+        chain_reads += 1
+        return hvals(self, name)
+
+    monkeypatch.setattr(HashCommands, "hvals", counted_hvals)
+
+    def read() -> None:
+        snapshot = read_chain(redis_connection(), asset="SOL")
+        seen.append({row["symbol"]: row for row in snapshot.chain.rows}[rows[0]["symbol"]]["mark_price"])
+
+    def write_then_read() -> None:
+        pipe = redis_client.pipeline()
+        write_rows(pipe, asset="SOL", rows=[cast(ContractRow, {**rows[0], "mark_price": float(next(marks))})])
+        pipe.execute()
+        read()
+
+    # Unchanged: one pipeline (revision, expiries, feed status), no HVALS.
+    read()
+    chain_reads = 0
+    assert round_trips(read) == 1
+    assert chain_reads == 0
+    # Changed: the write, then the pipeline and the HVALS; every read sees the write before it.
+    assert round_trips(write_then_read) == 3
+    assert chain_reads == 2
+    assert seen[-2:] == [1.0, 2.0]
+
+
 def test_it_decodes_a_row_again_only_when_it_changed(fill, redis_client) -> None:
     from chain.readers import read_chain
     from ingest.store import write_rows

@@ -6,7 +6,15 @@ import orjson
 import pytest
 import redis
 
-from ingest.keys import chain_key, contract_key, contracts_key, expiries_key, strikes_key, tracked_assets_key
+from ingest.keys import (
+    chain_key,
+    chain_revision_key,
+    contract_key,
+    contracts_key,
+    expiries_key,
+    strikes_key,
+    tracked_assets_key,
+)
 from ingest.normalize import apply_ticker
 from ingest.store import CONTRACT_TTL_SECONDS, purge_asset, sync_instruments, write_rows
 from ingest.symbols import parse_symbol
@@ -73,7 +81,30 @@ def test_purge_removes_every_key_of_the_asset(redis_client: redis.Redis, asset: 
     )
     pipe.execute()
     purge_asset(redis_client, asset=asset)
-    keys = [chain_key(asset), contracts_key(asset), expiries_key(asset), strikes_key(asset, "26DEC25")]
+    keys = [chain_key(asset), chain_revision_key(asset), contracts_key(asset), expiries_key(asset)]
+    keys += [strikes_key(asset, "26DEC25")]
     keys += [contract_key(symbol) for symbol in SYMBOLS]
     assert redis_client.exists(*keys) == 0
     assert not redis_client.sismember(tracked_assets_key(), asset)
+
+
+def test_every_change_to_the_chain_gives_it_a_new_revision(redis_client: redis.Redis, asset: str) -> None:
+    revisions: list[object] = []
+
+    def revision() -> object:
+        revisions.append(redis_client.get(chain_revision_key(asset)))
+        return revisions[-1]
+
+    listed = sync_instruments(redis_client, asset=asset, contracts=[parse_symbol(s) for s in SYMBOLS]).listed
+    revision()
+    pipe = redis_client.pipeline()
+    write_rows(pipe, asset=asset, rows=[apply_ticker(listed[0], {"markPrice": "1"}, ts=1, received_ts=1)])
+    pipe.execute()
+    revision()
+    sync_instruments(redis_client, asset=asset, contracts=[parse_symbol(s) for s in SYMBOLS[:3]])  # one delivered
+    revision()
+    assert None not in revisions
+    assert len(set(revisions)) == 3
+
+    sync_instruments(redis_client, asset=asset, contracts=[parse_symbol(s) for s in SYMBOLS[:3]])  # nothing changed
+    assert revision() == revisions[-2]

@@ -36,7 +36,6 @@ schema.config.phases.update(phases=["examples", "coverage", "fuzzing"])
 def chains(fill: Any, redis_client: Any, db: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Quoted BTC and ETH chains, SOL listed but never quoted; every feed live."""
     from optionsite.throttling import AnonRedisRateThrottle
-
     from tests.chain.market import write_status
 
     fill("BTC", limit_expiries=2)

@@ -9,13 +9,13 @@ import time
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
-from optionsite.throttling import AnonRedisRateThrottle
 
 from assets.services import assets_set_enabled
 from chain.filters import atm_strike
 from chain.rows import ROW_FIELDS
 from ingest.normalize import ContractRow
 from ingest.symbols import parse_expiry_code
+from optionsite.throttling import AnonRedisRateThrottle
 
 pytestmark = pytest.mark.django_db
 

@@ -14,11 +14,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from chain.routing import websocket_urlpatterns  # noqa: E402
-from optionsite.handlers import SyncStackASGIHandler  # noqa: E402
+from optionsite.handlers import ThreadedASGIHandler  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": SyncStackASGIHandler(),
+        "http": ThreadedASGIHandler(),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -1,32 +1,75 @@
-"""Django's ASGI handler, with each request's middleware, view and rendering in one thread hop."""
+"""Django's ASGI handler, serving HTTP as a threaded WSGI server would: a fixed pool of threads,
+and each request's middleware, view and rendering run in one hop to one of them."""
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.http import FileResponse, HttpRequest, HttpResponseBase
 
 
-class SyncStackASGIHandler(ASGIHandler):
-    """Runs the middleware stack as under WSGI: synchronously, in the request's own thread.
+class ThreadedASGIHandler(ASGIHandler):
+    """Runs each request's synchronous code in one hop, on one of ``HTTP_THREADS`` long-lived threads.
 
-    Django's ASGI handler builds its middleware chain in async mode. Every middleware here
-    is synchronous underneath (WhiteNoise can only run synchronously, and Django's own
-    middleware run their ``process_request`` and ``process_response`` through
-    ``sync_to_async`` in async mode), as are the DRF views and their rendering, so a request
-    crossed between the event loop and its worker thread a dozen times. Here it crosses once:
-    the whole chain, view and rendering included, runs in one ``sync_to_async`` call, in the
-    thread Django gives each request (``ThreadSensitiveContext``). Reading, sending and
-    disconnect handling stay Django's, on the event loop.
+    Two costs of Django's own handler, measured serving the full BTC chain from one daphne
+    process (docs/benchmarks.md):
 
-    Measured on the full BTC chain from one daphne process: ~125 → ~170 req/s (docs/benchmarks.md).
-    ``ASGIHandler`` is not a public API (Django is pinned; tests/optionsite/test_handlers.py).
+    - **Hops.** It builds the middleware chain in async mode, but every middleware here is
+      synchronous underneath (WhiteNoise can only be, Django's own run ``process_request``
+      and ``process_response`` through ``sync_to_async``), as are the DRF views and their
+      rendering: a request crossed between the event loop and a thread 15 times. Here the
+      chain is loaded in sync mode and runs, view and rendering included, in one
+      ``sync_to_async`` call, as under WSGI.
+    - **A thread per request.** Its ``ThreadSensitiveContext`` gives every request a new
+      thread, started and joined around the request, and 50 concurrent requests 50 threads
+      taking turns at the GIL. Here a request takes one of ``HTTP_THREADS`` long-lived threads
+      (asgiref's ``ThreadSensitiveContext(executor=...)``, one single-thread executor per
+      request at a time), waiting on the event loop while all are busy, as a threaded WSGI
+      server's backlog does. Its synchronous code, Django's request signals included, runs on
+      that thread; database connections stay with their thread between requests, so
+      ``CONN_MAX_AGE`` applies.
+
+    Reading the request, sending the response and noticing a disconnect stay Django's, on
+    the event loop. ``ASGIHandler`` is not a public API: Django is pinned, and
+    tests/optionsite/test_handlers.py checks the behaviour above.
     """
+
+    def __init__(self, *, threads: int | None = None) -> None:
+        super().__init__()
+        self._threads = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"http-{index}")
+            for index in range(threads or settings.HTTP_THREADS)
+        ]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle: asyncio.LifoQueue[ThreadPoolExecutor] = asyncio.LifoQueue()
 
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=False)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        idle = self._idle_threads()
+        thread = await idle.get()
+        try:
+            async with ThreadSensitiveContext(executor=thread):
+                await self.handle(scope, receive, send)
+        finally:
+            idle.put_nowait(thread)
+
+    def _idle_threads(self) -> asyncio.LifoQueue[ThreadPoolExecutor]:
+        """The threads no request holds: last used, first reused (its caches are warm)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # daphne runs one event loop; tests start one per test
+            self._loop, self._idle = loop, asyncio.LifoQueue()
+            for thread in self._threads:
+                self._idle.put_nowait(thread)
+        return self._idle
 
     async def run_get_response(self, request: HttpRequest) -> HttpResponseBase:
         response: Any = await sync_to_async(self.get_response, thread_sensitive=True)(request)

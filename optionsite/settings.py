@@ -61,6 +61,8 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "optionsite.urls"
 ASGI_APPLICATION = "optionsite.asgi.application"
+# Threads per web process that run requests' synchronous code (optionsite.handlers).
+HTTP_THREADS = env_int("HTTP_THREADS", 4, minimum=1, maximum=64)
 
 TEMPLATES = [
     {

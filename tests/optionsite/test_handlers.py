@@ -111,3 +111,11 @@ async def test_it_answers_an_unknown_path_with_404() -> None:
 async def test_it_refuses_a_websocket_scope() -> None:
     with pytest.raises(ValueError, match="not websocket"):
         await ThreadedASGIHandler(threads=1)({"type": "websocket"}, None, None)
+
+
+def test_the_loaded_project_is_left_out_of_garbage_collection() -> None:
+    import gc
+
+    import optionsite.asgi  # noqa: F401 - freezes what it loaded
+
+    assert gc.get_freeze_count() > 10_000

@@ -8,12 +8,14 @@ from typing import Any
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from chain.live import (
+    ChainEvent,
     Delivery,
     asset_state,
     read_expiries,
     read_live_chain,
     read_live_chain_after,
     rows_in_view,
+    update_rows_json,
 )
 from chain.messages import (
     CLOSE_DISABLED_ASSET,
@@ -26,8 +28,8 @@ from chain.messages import (
     build_instruments,
     build_snapshot,
     build_status,
-    build_update,
     encode_frame,
+    encode_update,
     parse_client_message,
     row_chunks,
     view_from_query,
@@ -94,14 +96,13 @@ class ChainConsumer(AsyncWebsocketConsumer):
 
     async def chain_update(self, event: ChainUpdate) -> None:
         if await self.admitted(event):
-            rows = rows_in_view(event["rows"], self.view)
-            if rows:  # else nothing in this client's view changed: nothing to send
-                await self.send_message(
-                    [
-                        build_update(seq=self.delivery.next_seq(), asset=self.asset, rows=chunk, ts=event["ts"])
-                        for chunk in row_chunks(rows)
-                    ]
-                )
+            chunks = update_rows_json(event, self.view)  # shared with this process's other connections
+            if chunks:  # else nothing in this client's view changed: nothing to send
+                texts = [
+                    encode_update(seq=self.delivery.next_seq(), asset=self.asset, rows_json=chunk, ts=event["ts"])
+                    for chunk in chunks
+                ]
+                await self.send_texts(texts, last_seq=self.delivery.seq)
 
     async def chain_instruments(self, event: ChainInstruments) -> None:
         if await self.admitted(event):
@@ -127,7 +128,7 @@ class ChainConsumer(AsyncWebsocketConsumer):
                 [build_status(seq=self.delivery.next_seq(), asset=self.asset, state=event["state"], ts=event["ts"])]
             )
 
-    async def admitted(self, event: ChainUpdate | ChainInstruments | ChainStatus) -> bool:
+    async def admitted(self, event: ChainEvent) -> bool:
         """Whether to forward an event from the ingest; sends the due snapshot instead if one is."""
         admission = self.delivery.admit(event_ts=event["ts"], now_ms=_now_ms())
         if admission == "resync":
@@ -136,7 +137,7 @@ class ChainConsumer(AsyncWebsocketConsumer):
 
     # --- sending --------------------------------------------------------------------
 
-    async def send_snapshot(self, reason: SnapshotReason, *, after: object = None) -> None:
+    async def send_snapshot(self, reason: SnapshotReason, *, after: ChainEvent | None = None) -> None:
         """The view as Redis has it now; ``after``: the event being handled, whose read others may share."""
         if not self.delivery.has_room():
             self.delivery.defer_snapshot()
@@ -172,13 +173,13 @@ class ChainConsumer(AsyncWebsocketConsumer):
             )
 
     async def send_message(self, frames: list[ServerFrame]) -> None:
+        await self.send_texts([encode_frame(frame) for frame in frames], last_seq=frames[-1]["seq"])
+
+    async def send_texts(self, texts: list[str], *, last_seq: int) -> None:
         """Send one message's frames back to back; the client acknowledges the last one's ``seq``."""
-        size = 0
-        for frame in frames:
-            text = encode_frame(frame)
+        for text in texts:
             await self.send(text_data=text)
-            size += len(text)
-        self.delivery.sent(seq=frames[-1]["seq"], size=size)
+        self.delivery.sent(seq=last_seq, size=sum(map(len, texts)))
 
 
 def _now_ms() -> int:

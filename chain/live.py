@@ -5,7 +5,7 @@ a snapshot, the view filter, and each connection's flow control (docs/websocket.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -16,8 +16,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from assets.models import Asset
-from chain.messages import BadMessage, ChainView, ExpiryInfo, FeedInfo
-from ingest.events import FeedState
+from chain.messages import BadMessage, ChainView, ExpiryInfo, FeedInfo, row_chunks
+from ingest.events import ChainInstruments, ChainStatus, ChainUpdate, FeedState
 from ingest.keys import chain_key, contracts_key, expiries_key, feed_status_key
 from ingest.normalize import ContractRow
 from ingest.status import FeedStatus
@@ -25,6 +25,7 @@ from ingest.symbols import SettleCoin, SymbolError, parse_symbol
 from optionsite.redis_client import redis_connection
 
 AssetState = Literal["enabled", "disabled", "unknown"]
+ChainEvent = ChainUpdate | ChainInstruments | ChainStatus
 
 # A connection may have this many messages (a snapshot or an update, however many frames it takes),
 # or bytes, sent and not acknowledged yet (one message is always allowed, however large). Beyond that
@@ -116,19 +117,41 @@ async def read_live_chain(*, asset: str) -> LiveChain:
 # When a process falls behind, all its connections resync on the same event: they share one read,
 # instead of reading and decoding the whole chain once each just when the process is busiest. A read
 # started while handling an event includes that event's rows (the ingest writes Redis before it sends
-# the event), so any connection handling the same event may use it. Channels-redis hands every local
-# consumer the same event object; if it did not, each would simply read on its own.
-_reads_by_event: dict[str, tuple[object, asyncio.Future[LiveChain]]] = {}
+# the event), so any connection handling the same event may use it. They recognise the event by its
+# ``id``, whether the channel layer hands them one object (channels-redis does) or copies.
+_reads_by_event: dict[str, tuple[str, asyncio.Future[LiveChain]]] = {}
 
 
-async def read_live_chain_after(event: object, *, asset: str) -> LiveChain:
+async def read_live_chain_after(event: ChainEvent, *, asset: str) -> LiveChain:
     """``read_live_chain``, shared by the connections handling the same ``event``."""
     shared = _reads_by_event.get(asset)
-    if shared is not None and shared[0] is event:
+    if shared is not None and shared[0] == event["id"]:
         return await asyncio.shield(shared[1])
     read = asyncio.ensure_future(read_live_chain(asset=asset))
-    _reads_by_event[asset] = (event, read)
+    _reads_by_event[asset] = (event["id"], read)
     return await asyncio.shield(read)
+
+
+# Every connection of a process handles every update of its asset, most of them in one of a few
+# views (the page's default is the nearest expiry in USDT): the rows in a view are filtered and
+# written as JSON once per update and view, and shared. Filtering and encoding were half of
+# daphne's time fanning updates out to 100 connections (docs/benchmarks.md).
+MAX_SHARED_UPDATES = 16
+_update_rows: OrderedDict[tuple[str, str | None, str | None], list[bytes]] = OrderedDict()
+
+
+def update_rows_json(event: ChainUpdate, view: ChainView) -> list[bytes]:
+    """The update's rows in ``view`` as JSON arrays of at most ``MAX_ROWS_PER_FRAME`` rows each
+    (none when no row is in the view), computed once per event and view in this process."""
+    key = (event["id"], view["expiry"], view["settle"])
+    chunks = _update_rows.get(key)
+    if chunks is None:
+        rows = rows_in_view(event["rows"], view)
+        chunks = [orjson.dumps(chunk) for chunk in row_chunks(rows)] if rows else []
+        _update_rows[key] = chunks
+        if len(_update_rows) > MAX_SHARED_UPDATES:
+            _update_rows.popitem(last=False)
+    return chunks
 
 
 async def read_expiries(*, asset: str) -> list[ExpiryInfo]:

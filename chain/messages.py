@@ -9,7 +9,7 @@ and ``ack`` (the last frame applied). Rows are the ingest's ``ContractRow`` as t
 from __future__ import annotations
 
 import time
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, cast
 from urllib.parse import parse_qs
 
 import orjson
@@ -193,6 +193,12 @@ def row_chunks(rows: list[ContractRow]) -> list[list[ContractRow]]:
 
 def encode_frame(frame: ServerFrame) -> str:
     return orjson.dumps(frame).decode()
+
+
+def encode_update(*, seq: int, asset: str, rows_json: bytes, ts: int) -> str:
+    """``encode_frame(build_update(...))`` for rows already written as a JSON array (shared by connections)."""
+    rows = cast(list[ContractRow], orjson.Fragment(rows_json))  # orjson writes a Fragment as it is
+    return encode_frame(build_update(seq=seq, asset=asset, rows=rows, ts=ts))
 
 
 def parse_view(*, expiry: Any, settle: Any) -> ChainView:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Literal, TypedDict
 
@@ -23,6 +24,7 @@ FEED_STATES: tuple[FeedState, ...] = ("connecting", "live", "stale", "stopped")
 
 
 class ChainUpdate(TypedDict):
+    id: str
     type: Literal["chain.update"]
     asset: str
     rows: list[ContractRow]
@@ -30,6 +32,7 @@ class ChainUpdate(TypedDict):
 
 
 class ChainInstruments(TypedDict):
+    id: str
     type: Literal["chain.instruments"]
     asset: str
     listed: list[ContractRow]
@@ -38,6 +41,7 @@ class ChainInstruments(TypedDict):
 
 
 class ChainStatus(TypedDict):
+    id: str
     type: Literal["chain.status"]
     asset: str
     state: FeedState
@@ -53,16 +57,29 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _event_id() -> str:
+    # Unique per event: the consumers of one process share, by this id, the work an event causes
+    # (chain.live), however the channel layer delivers it to each of them.
+    return secrets.token_hex(8)
+
+
 def build_chain_update(*, asset: str, rows: list[ContractRow]) -> ChainUpdate:
-    return {"type": "chain.update", "asset": asset, "rows": rows, "ts": _now_ms()}
+    return {"id": _event_id(), "type": "chain.update", "asset": asset, "rows": rows, "ts": _now_ms()}
 
 
 def build_chain_instruments(*, asset: str, listed: list[ContractRow], delivered: list[str]) -> ChainInstruments:
-    return {"type": "chain.instruments", "asset": asset, "listed": listed, "delivered": delivered, "ts": _now_ms()}
+    return {
+        "id": _event_id(),
+        "type": "chain.instruments",
+        "asset": asset,
+        "listed": listed,
+        "delivered": delivered,
+        "ts": _now_ms(),
+    }
 
 
 def build_chain_status(*, asset: str, state: FeedState) -> ChainStatus:
-    return {"type": "chain.status", "asset": asset, "state": state, "ts": _now_ms()}
+    return {"id": _event_id(), "type": "chain.status", "asset": asset, "state": state, "ts": _now_ms()}
 
 
 def build_feed_refresh(*, assets: list[str]) -> FeedRefresh:

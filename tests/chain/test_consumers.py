@@ -344,8 +344,18 @@ async def test_a_client_that_stops_reading_gets_a_snapshot_instead_of_a_backlog_
 
 
 async def test_connections_whose_events_arrive_late_resync_together(
-    fill: Callable[..., list[ContractRow]], redis_client: redis.Redis
+    fill: Callable[..., list[ContractRow]], redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from chain import live
+
+    reads = 0
+    read_live_chain = live.read_live_chain
+
+    async def counted_read(*, asset: str) -> live.LiveChain:
+        nonlocal reads
+        reads += 1
+        return await read_live_chain(asset=asset)
+
     rows = fill("BTC", limit_expiries=2)
     watched = rows[:5]
     symbols = {row["symbol"] for row in watched}
@@ -365,6 +375,7 @@ async def test_connections_whose_events_arrive_late_resync_together(
     for client in clients:
         assert await client.receive_nothing(timeout=0.2)
 
+    monkeypatch.setattr(live, "read_live_chain", counted_read)
     changed = repriced(watched, mark=13.0)
     await publish(redis_client, build_chain_update(asset="BTC", rows=changed), rows=changed)
     in_first_expiry = sum(row["expiry"] == rows[0]["expiry"] for row in rows)
@@ -373,7 +384,46 @@ async def test_connections_whose_events_arrive_late_resync_together(
         assert (snapshot["type"], snapshot["reason"]) == ("snapshot", "resync")
         assert {row["mark_price"] for row in snapshot["rows"] if row["symbol"] in symbols} == {13.0}
         assert len(snapshot["rows"]) == view_size
+    assert reads == 1  # one read for the four connections, shared by the event's id
     for client in clients:
+        await client.disconnect()
+
+
+async def test_connections_in_one_view_share_the_filtering_and_encoding_of_an_update(
+    fill: Callable[..., list[ContractRow]], redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chain import live
+
+    filtered: list[Any] = []
+    rows_in_view = live.rows_in_view
+
+    def counted_filter(rows: list[ContractRow], view: Any) -> list[ContractRow]:
+        filtered.append(dict(view))
+        return rows_in_view(rows, view)
+
+    rows = fill("BTC", limit_expiries=2)
+    expiry = rows[0]["expiry"]
+    same_view = [(await connected(f"/ws/chain/BTC/?expiry={expiry}"))[0] for _ in range(3)]
+    whole_chain, _ = await connected("/ws/chain/BTC/")
+    monkeypatch.setattr(live, "rows_in_view", counted_filter)
+
+    elsewhere = next(row for row in rows if row["expiry"] != expiry)
+    changed = repriced([*[row for row in rows if row["expiry"] == expiry][:3], elsewhere], mark=42.0)
+    await publish(redis_client, build_chain_update(asset="BTC", rows=changed), rows=changed)
+
+    in_view = sorted(row["symbol"] for row in changed if row["expiry"] == expiry)
+    for client in same_view:
+        update = await receive(client)
+        assert (update["type"], update["seq"]) == ("update", 2)
+        assert sorted(row["symbol"] for row in update["rows"]) == in_view
+        assert {row["mark_price"] for row in update["rows"]} == {42.0}
+    update = await receive(whole_chain)
+    assert sorted(row["symbol"] for row in update["rows"]) == sorted(row["symbol"] for row in changed)
+    # Once per view, not once per connection (the order is the channel layer's).
+    assert sorted(filtered, key=str) == sorted(
+        [{"expiry": expiry, "settle": None}, {"expiry": None, "settle": None}], key=str
+    )
+    for client in [*same_view, whole_chain]:
         await client.disconnect()
 
 

@@ -24,3 +24,20 @@ def document_throttling(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]
                 },
             )
     return result
+
+
+def document_unsupported_media_types(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Every operation that takes a body answers 415 to one sent as a content type it does not parse."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if "requestBody" not in operation:
+                continue
+            accepted = ", ".join(operation["requestBody"].get("content", {})) or "none"
+            operation["responses"].setdefault(
+                "415",
+                {
+                    "description": f"The body's Content-Type is missing or not one of: {accepted}.",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                },
+            )
+    return result

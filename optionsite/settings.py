@@ -186,6 +186,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "chain.schema.document_throttling",
+        "chain.schema.document_unsupported_media_types",
     ],
     "ENUM_NAME_OVERRIDES": {"SettleEnum": ["USDT", "USDC"], "OptionTypeEnum": ["call", "put"]},
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from django.contrib.auth.models import User
 from django.test import Client
 from rest_framework.authtoken.models import Token
@@ -165,3 +166,22 @@ def test_it_refuses_a_wrong_token(client: Client) -> None:
     response = client.post("/api/assets/BTC/toggle/", HTTP_AUTHORIZATION="Token not-a-token")
     assert response.status_code == 403
     assert Asset.objects.get(symbol="BTC").enabled
+
+
+@pytest.mark.parametrize("content_type", ["", "text/plain", "application/xml"])
+def test_it_answers_415_to_a_body_it_cannot_parse_and_documents_it(staff: User, content_type: str) -> None:
+    token = Token.objects.create(user=staff).key
+    client = Client(HTTP_AUTHORIZATION=f"Token {token}")
+    response = client.post("/api/assets/", data=b"symbol=XRP", content_type=content_type)
+    assert response.status_code == 415
+    assert response.json()["detail"].startswith("Unsupported media type")
+    assert not Asset.objects.filter(symbol="XRP").exists()
+
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+    for path, method in [
+        ("/api/assets/", "post"),
+        ("/api/assets/{symbol}/", "put"),
+        ("/api/assets/{symbol}/", "patch"),
+    ]:
+        assert "415" in schema["paths"][path][method]["responses"]
+    assert "415" not in schema["paths"]["/api/assets/"]["get"]["responses"]

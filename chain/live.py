@@ -133,9 +133,10 @@ async def read_live_chain_after(event: ChainEvent, *, asset: str) -> LiveChain:
 
 
 # Every connection of a process handles every update of its asset, most of them in one of a few
-# views (the page's default is the nearest expiry in USDT): the rows in a view are filtered and
-# written as JSON once per update and view, and shared. Filtering and encoding were half of
-# daphne's time fanning updates out to 100 connections (docs/benchmarks.md).
+# views (the page shows one expiry and settle coin at a time): the rows in a view are filtered and
+# written as JSON once per update and view, and shared; the least recently used are forgotten.
+# Filtering and encoding were half of daphne's time fanning updates out to 100 connections
+# (docs/benchmarks.md).
 MAX_SHARED_UPDATES = 16
 _update_rows: OrderedDict[tuple[str, str | None, str | None], list[bytes]] = OrderedDict()
 
@@ -145,7 +146,9 @@ def update_rows_json(event: ChainUpdate, view: ChainView) -> list[bytes]:
     (none when no row is in the view), computed once per event and view in this process."""
     key = (event["id"], view["expiry"], view["settle"])
     chunks = _update_rows.get(key)
-    if chunks is None:
+    if chunks is not None:
+        _update_rows.move_to_end(key)
+    else:
         rows = rows_in_view(event["rows"], view)
         chunks = [orjson.dumps(chunk) for chunk in row_chunks(rows)] if rows else []
         _update_rows[key] = chunks

@@ -51,16 +51,22 @@ _ASSET_ERRORS = {
 def validated_query(request: Request, serializer_class: type[Serializer]) -> Mapping[str, Any]:
     """The request's query parameters, validated by ``serializer_class``; ``ValidationError`` if bad.
 
-    Validation depends on the query string alone, and a DRF serializer deep-copies its fields
-    for every instance, so each process validates a given query string once (the full chain's
-    clients repeat theirs). Refused query strings are not remembered.
+    Validation depends on the query parameters alone, and a DRF serializer deep-copies its fields
+    for every instance, so each process validates given parameters once (the full chain's
+    clients repeat theirs). Refused parameters are not remembered.
     """
-    return _validated_query(serializer_class, request.META.get("QUERY_STRING", ""))
+    parameters = tuple((name, tuple(values)) for name, values in request.query_params.lists())
+    return _validated_query(serializer_class, parameters)
 
 
 @functools.lru_cache(maxsize=512)
-def _validated_query(serializer_class: type[Serializer], query_string: str) -> Mapping[str, Any]:
-    query = serializer_class(data=QueryDict(query_string))
+def _validated_query(
+    serializer_class: type[Serializer], parameters: tuple[tuple[str, tuple[str, ...]], ...]
+) -> Mapping[str, Any]:
+    data = QueryDict(mutable=True)
+    for name, values in parameters:
+        data.setlist(name, list(values))
+    query = serializer_class(data=data)
     query.is_valid(raise_exception=True)
     return MappingProxyType(dict(query.validated_data))
 

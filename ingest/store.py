@@ -23,7 +23,7 @@ from ingest.keys import (
     strikes_key,
     tracked_assets_key,
 )
-from ingest.normalize import ContractRow, contract_hash_fields, static_row
+from ingest.normalize import ContractRow, contract_hash_arguments, static_row
 from ingest.symbols import OptionContract
 from optionsite.redis_client import texts
 
@@ -93,30 +93,56 @@ def write_rows(
 ) -> int:
     """Queue the rows' contract hashes and chain entries on ``pipe``; returns how many.
 
-    With ``previous`` (the rows as last written), a contract hash gets only the fields
-    that changed: packing the commands is most of a flush's cost, and most fields (the
-    contract's identity, 24 h figures) rarely change. A contract written for the first
-    time gets every field and its TTL; ``renew_ttl`` names the others whose TTL is due.
+    The feed sends the same commands with ``execute_packed`` (``row_commands``); this is for
+    everything else that writes rows (tests, benchmarks, scripts).
+    """
+    rows = list(rows)
+    for command in row_commands(asset=asset, rows=rows, previous=previous, renew_ttl=renew_ttl):
+        pipe.execute_command(*command)
+    return len(rows)
+
+
+def row_commands(
+    *,
+    asset: str,
+    rows: Iterable[ContractRow],
+    previous: Mapping[str, ContractRow] | None = None,
+    renew_ttl: Container[str] = (),
+) -> list[tuple[str | bytes, ...]]:
+    """The commands that store ``rows``: contract hashes, then the chain entries and a new revision.
+
+    With ``previous`` (the rows as Redis holds them), a contract hash gets only the fields
+    that changed: most fields (the contract's identity, 24 h figures) rarely change, and
+    each one sent costs the feed a conversion to text and the packing of two arguments. A
+    contract written for the first time gets every field and its TTL; ``renew_ttl`` names
+    the others whose TTL is due.
     """
     previous = previous or {}
-    chain_entries: dict[str, bytes] = {}
+    commands: list[tuple[str | bytes, ...]] = []
+    chain: list[str | bytes] = ["HSET", chain_key(asset)]
     for row in rows:
         symbol = row["symbol"]
         key = contract_key(symbol)
         before = previous.get(symbol)
         if before is None or before["ts"] is None:
-            pipe.hset(key, mapping=contract_hash_fields(row))  # type: ignore[arg-type]
-            pipe.expire(key, CONTRACT_TTL_SECONDS)
+            commands.append(("HSET", key, *contract_hash_arguments(row.items())))
+            commands.append(("EXPIRE", key, CONTRACT_TTL_SECONDS))
         else:
-            changed = {name: value for name, value in row.items() if value != before[name]}  # type: ignore[literal-required]
-            pipe.hset(key, mapping=contract_hash_fields(changed))  # type: ignore[arg-type]
+            changed = [(name, value) for name, value in row.items() if value != before[name]]  # type: ignore[literal-required]
+            if changed:
+                commands.append(("HSET", key, *contract_hash_arguments(changed)))
             if symbol in renew_ttl:
-                pipe.expire(key, CONTRACT_TTL_SECONDS)
-        chain_entries[symbol] = orjson.dumps(row)
-    if chain_entries:
-        pipe.hset(chain_key(asset), mapping=chain_entries)  # type: ignore[arg-type]
-        new_chain_revision(pipe, asset=asset)
-    return len(chain_entries)
+                commands.append(("EXPIRE", key, CONTRACT_TTL_SECONDS))
+        chain += (symbol, orjson.dumps(row))
+    if len(chain) > 2:
+        commands.append(tuple(chain))
+        commands.append(chain_revision_command(asset=asset))
+    return commands
+
+
+def chain_revision_command(*, asset: str) -> tuple[str, ...]:
+    """A new revision token for the asset's chain; see ``new_chain_revision``."""
+    return ("SET", chain_revision_key(asset), secrets.token_hex(8))
 
 
 def new_chain_revision(pipe: redis.client.Pipeline, *, asset: str) -> None:
@@ -126,11 +152,15 @@ def new_chain_revision(pipe: redis.client.Pipeline, *, asset: str) -> None:
     the new token sees the change too. A random token, not a counter, so that a chain
     deleted and written again cannot come back to a revision a reader still holds.
     """
-    pipe.set(chain_revision_key(asset), secrets.token_hex(8))
+    pipe.execute_command(*chain_revision_command(asset=asset))
+
+
+def feed_status_command(*, asset: str, status: Mapping[str, str | int | float]) -> tuple[str | int | float, ...]:
+    return ("HSET", feed_status_key(asset), *(item for pair in status.items() for item in pair))
 
 
 def write_feed_status(pipe: redis.client.Pipeline, *, asset: str, status: Mapping[str, str | int | float]) -> None:
-    pipe.hset(feed_status_key(asset), mapping=dict(status))  # type: ignore[arg-type]
+    pipe.execute_command(*feed_status_command(asset=asset, status=status))
 
 
 def purge_asset(client: redis.Redis, *, asset: str) -> None:

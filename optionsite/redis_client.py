@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+import hiredis
 import redis
 from django.conf import settings
 
@@ -28,3 +29,37 @@ def texts(values: Iterable[Any]) -> list[str]:
 def redis_key(*parts: str) -> str:
     """``redis_key("option", "BTC-26DEC25-65000-C")`` → ``optionsite:option:BTC-26DEC25-65000-C``."""
     return settings.REDIS_KEY_PREFIX + ":".join(parts)
+
+
+def execute_packed(client: redis.Redis, commands: Sequence[Sequence[str | bytes | int | float]]) -> list[Any]:
+    """Run ``commands`` like a pipeline without a transaction: one write, then every reply.
+
+    What a redis-py pipeline does, without its Python layers per command (argument checks,
+    a packing generator, response callbacks): the feed sends ~2,000 commands every 0.25 s,
+    and those layers were half the cost of its writes (docs/benchmarks.md). Commands are
+    packed by hiredis, the C library redis-py itself packs with. Raises the first error
+    reply after reading every reply, so that the connection stays in step.
+    """
+    if not commands:
+        return []
+    packed = b"".join([hiredis.pack_command(tuple(command)) for command in commands])
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    replies: list[Any] = []
+    error: redis.ResponseError | None = None
+    try:
+        connection.send_packed_command([packed])
+        for _ in commands:
+            try:
+                replies.append(connection.read_response())
+            except redis.ResponseError as exc:
+                replies.append(exc)
+                error = error or exc
+    except BaseException:
+        connection.disconnect()  # replies may be left unread: never hand the connection on
+        raise
+    finally:
+        pool.release(connection)
+    if error is not None:
+        raise error
+    return replies

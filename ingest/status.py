@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass, fields
 
@@ -25,12 +26,15 @@ class FeedStatus:
     messages_total: int = 0
     reconnects: int = 0
     rejected_frames: int = 0
+    # Exchange ts → visible in Redis, over the last seconds of writes (ms); None before any.
+    lag_p50_ms: float | None = None
+    lag_p99_ms: float | None = None
     index_price: float = 0.0
     started_ts: int = 0
     updated_ts: int = 0
 
     def to_redis(self) -> dict[str, str]:
-        return {name: str(value) for name, value in asdict(self).items()}
+        return {name: "" if value is None else str(value) for name, value in asdict(self).items()}
 
     @classmethod
     def from_redis(cls, asset: str, raw: dict[bytes, bytes]) -> FeedStatus | None:
@@ -42,9 +46,14 @@ class FeedStatus:
         for field in fields(cls):
             if field.name == "asset" or field.name not in values:
                 continue
-            kind = type(getattr(status, field.name))
+            default = getattr(status, field.name)
+            if default is None:  # an optional figure: "" is "none yet"
+                text = values[field.name]
+                with contextlib.suppress(ValueError):
+                    setattr(status, field.name, float(text) if text else None)
+                continue
             try:
-                setattr(status, field.name, kind(values[field.name]))
+                setattr(status, field.name, type(default)(values[field.name]))
             except ValueError:
                 continue
         if status.state not in FEED_STATES:
@@ -68,3 +77,21 @@ class FeedStatus:
 
 def read_feed_status(client: redis.Redis, asset: str) -> FeedStatus | None:
     return FeedStatus.from_redis(asset, client.hgetall(feed_status_key(asset)))  # type: ignore[arg-type]
+
+
+def feed_state(
+    *,
+    last_message_age: float | None,
+    lag_p99_ms: float | None,
+    connections: int,
+    wanted: int,
+    stale_after: float,
+) -> FeedState:
+    """A running feed's state: stale once its tickers stop or its writes fall ``stale_after`` behind."""
+    if last_message_age is None:
+        return "connecting"
+    if last_message_age > stale_after or (lag_p99_ms is not None and lag_p99_ms > stale_after * 1000):
+        return "stale"
+    if connections < wanted:
+        return "connecting"
+    return "live"

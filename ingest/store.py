@@ -25,7 +25,7 @@ from ingest.keys import (
 )
 from ingest.normalize import ContractRow, contract_hash_arguments, static_row
 from ingest.symbols import OptionContract
-from optionsite.redis_client import texts
+from optionsite.redis_client import RedisCommand, texts
 
 # A contract hash nobody refreshes (its feed stopped without cleaning up, e.g. kill -9
 # of every worker) disappears by itself after this long. Feeds renew it every
@@ -108,7 +108,7 @@ def row_commands(
     rows: Iterable[ContractRow],
     previous: Mapping[str, ContractRow] | None = None,
     renew_ttl: Container[str] = (),
-) -> list[tuple[str | bytes, ...]]:
+) -> list[RedisCommand]:
     """The commands that store ``rows``: contract hashes, then the chain entries and a new revision.
 
     With ``previous`` (the rows as Redis holds them), a contract hash gets only the fields
@@ -118,7 +118,7 @@ def row_commands(
     the others whose TTL is due.
     """
     previous = previous or {}
-    commands: list[tuple[str | bytes, ...]] = []
+    commands: list[RedisCommand] = []
     chain: list[str | bytes] = ["HSET", chain_key(asset)]
     for row in rows:
         symbol = row["symbol"]
@@ -140,7 +140,7 @@ def row_commands(
     return commands
 
 
-def chain_revision_command(*, asset: str) -> tuple[str, ...]:
+def chain_revision_command(*, asset: str) -> RedisCommand:
     """A new revision token for the asset's chain; see ``new_chain_revision``."""
     return ("SET", chain_revision_key(asset), secrets.token_hex(8))
 
@@ -155,7 +155,7 @@ def new_chain_revision(pipe: redis.client.Pipeline, *, asset: str) -> None:
     pipe.execute_command(*chain_revision_command(asset=asset))
 
 
-def feed_status_command(*, asset: str, status: Mapping[str, str | int | float]) -> tuple[str | int | float, ...]:
+def feed_status_command(*, asset: str, status: Mapping[str, str | int | float]) -> RedisCommand:
     return ("HSET", feed_status_key(asset), *(item for pair in status.items() for item in pair))
 
 

@@ -11,6 +11,10 @@ import redis
 from django.conf import settings
 
 
+# A command and its arguments, as hiredis packs them: ("HSET", key, field, value, ...).
+RedisCommand = tuple[str | bytes | int | float, ...]
+
+
 def redis_connection() -> redis.Redis:
     """A client for ``settings.REDIS_URL`` (thread-safe, pooled, one per URL per process)."""
     return _client(settings.REDIS_URL)
@@ -31,7 +35,7 @@ def redis_key(*parts: str) -> str:
     return settings.REDIS_KEY_PREFIX + ":".join(parts)
 
 
-def execute_packed(client: redis.Redis, commands: Sequence[Sequence[str | bytes | int | float]]) -> list[Any]:
+def execute_packed(client: redis.Redis, commands: Sequence[RedisCommand]) -> list[Any]:
     """Run ``commands`` like a pipeline without a transaction: one write, then every reply.
 
     What a redis-py pipeline does, without its Python layers per command (argument checks,
@@ -42,7 +46,7 @@ def execute_packed(client: redis.Redis, commands: Sequence[Sequence[str | bytes 
     """
     if not commands:
         return []
-    packed = b"".join([hiredis.pack_command(tuple(command)) for command in commands])
+    packed = b"".join([hiredis.pack_command(command) for command in commands])  # type: ignore[arg-type]
     pool = client.connection_pool
     connection = pool.get_connection()
     replies: list[Any] = []

@@ -61,7 +61,7 @@ def cpu_seconds(process: psutil.Process) -> float:
 
 def pybit_alone(symbols_file: Path, seconds: float) -> dict[str, float]:
     from ingest.bybit import OptionSocket
-    from ingest.feed import subscription_requests
+    from ingest.connections import subscription_requests
     from ingest.simulator import SimulatorConfig, run_simulator_process
 
     config = SimulatorConfig(assets=("BTC",), symbols_file=symbols_file, bench=True, rate_hz=0, log_level="WARNING")

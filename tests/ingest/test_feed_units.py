@@ -2,7 +2,7 @@
 
 import json
 
-from ingest.feed import backoff_delay, subscription_requests
+from ingest.connections import backoff_delay, subscription_requests
 
 
 def test_it_chunks_subscriptions_within_bybits_limits() -> None:

@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ingest.normalize import QUOTE_FIELDS, REST_NAMES, WS_NAMES, BadTicker, apply_ticker, static_row
 from ingest.symbols import parse_symbol
@@ -83,3 +85,23 @@ def test_it_reads_rest_field_names(row) -> None:
         row, {"bid1Price": "5", "bid1Iv": "0.4", "markIv": "0.45"}, ts=1, received_ts=1, names=REST_NAMES
     )
     assert (applied["bid_price"], applied["bid_iv"], applied["mark_iv"]) == (5.0, 0.4, 0.45)
+
+
+_TEXTS = st.sampled_from(["0", "1", "2.5", "10", "0.4896", "-0.3"])
+_SNAPSHOTS = st.dictionaries(st.sampled_from(sorted(WS_NAMES.values())), _TEXTS, max_size=len(WS_NAMES))
+
+
+@given(st.lists(_SNAPSHOTS, min_size=1, max_size=6))
+def test_applying_only_the_changed_text_gives_what_applying_everything_gives(snapshots) -> None:
+    full = incremental = static_row(parse_symbol("BTC-6JAN23-17500-C"))
+    previous = None
+    for ts, data in enumerate(snapshots, start=1):
+        try:
+            expected = apply_ticker(full, data, ts=ts, received_ts=ts)
+        except BadTicker:
+            with pytest.raises(BadTicker):
+                apply_ticker(incremental, data, ts=ts, received_ts=ts, previous_data=previous)
+            continue
+        incremental = apply_ticker(incremental, data, ts=ts, received_ts=ts, previous_data=previous)
+        assert incremental == expected
+        full, previous = expected, data

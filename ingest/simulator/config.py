@@ -19,6 +19,8 @@ MALFORMED_KINDS: tuple[MalformedKind, ...] = ("bad_json", "unknown_shape", "miss
 OverLimitReply = Literal["command_resp", "ret_msg", "close"]
 RefuseMode = Literal["reset", "http503"]
 PongWithholding = Literal["both", "json", "control"]
+SlowReaderPolicy = Literal["disconnect", "skip"]
+SLOW_READER_POLICIES: tuple[SlowReaderPolicy, ...] = ("disconnect", "skip")
 
 DEFAULT_PORT = 8765
 
@@ -56,7 +58,11 @@ class SimulatorConfig:
     fail_reply_ret_msg: bool = False
     duplicate_topic_fails: bool = False
     pong_conn_id: bool = True
-    # A consumer whose socket buffer holds more than this is skipped for a push (counted as skipped).
+    # What becomes of a reader that falls behind (Bybit's behaviour is not documented, docs/simulator.md):
+    # "disconnect" queues its pushes and drops it once its backlog is older than max_backlog_seconds;
+    # "skip" leaves it out of a push while its socket buffer holds more than max_write_buffer bytes.
+    slow_reader: SlowReaderPolicy = "disconnect"
+    max_backlog_seconds: float = 5.0
     max_write_buffer: int = 4 * 1024 * 1024
     # REST (reference §4.4): 600 requests per 5 s per IP, then HTTP 403.
     rest_rate_limit: int = 600
@@ -89,6 +95,11 @@ class SimulatorConfig:
             problems.append("malformed_rate: between 0 and 1")
         if not 0 <= self.no_quote_probability <= 1:
             problems.append("no_quote_probability: between 0 and 1")
+        if self.slow_reader not in SLOW_READER_POLICIES:
+            problems.append(f"slow_reader: one of {', '.join(SLOW_READER_POLICIES)}")
+        # Written as "not > 0" so that NaN is refused too.
+        if not self.max_backlog_seconds > 0:
+            problems.append("max_backlog_seconds: > 0")
         if self.bench_variants < 1:
             problems.append("bench_variants: >= 1")
         unknown = set(self.malformed_kinds) - set(MALFORMED_KINDS)
@@ -162,7 +173,9 @@ _OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
     ("fail_reply_ret_msg", "--fail-reply-ret-msg", _flag, "add ret_msg to a failing COMMAND_RESP (true/false)"),
     ("duplicate_topic_fails", "--duplicate-topic-fails", _flag, "a topic subscribed twice goes to failTopics"),
     ("pong_conn_id", "--pong-conn-id", _flag, "add conn_id to the JSON pong (true/false)"),
-    ("max_write_buffer", "--max-write-buffer", int, "bytes buffered for a slow consumer before pushes skip it"),
+    ("slow_reader", "--slow-reader", str, "a reader that falls behind: disconnect (queue, then drop) | skip"),
+    ("max_backlog_seconds", "--max-backlog-seconds", float, "disconnect mode: seconds of backlog before the drop"),
+    ("max_write_buffer", "--max-write-buffer", int, "skip mode: bytes buffered for a reader before pushes skip it"),
     ("rest_rate_limit", "--rest-rate-limit", int, "REST requests per window per client IP before HTTP 403"),
     ("rest_rate_window", "--rest-rate-window", float, "REST rate window in seconds"),
     ("drop_every", "--drop-every", float, "fault: TCP-reset every WebSocket every N seconds (0 = off)"),
@@ -180,6 +193,7 @@ _CHOICES = {
     "over_limit_reply": ("command_resp", "ret_msg", "close"),
     "refuse_mode": ("reset", "http503"),
     "withhold_pong_kind": ("both", "json", "control"),
+    "slow_reader": SLOW_READER_POLICIES,
 }
 
 

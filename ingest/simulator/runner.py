@@ -126,6 +126,10 @@ class SimulatorHandle:
         """Data frames pushed so far (tickers, trades, malformed ones); replies and pongs not counted."""
         return int(self.state()["messages_sent"])
 
+    def slow_reader_disconnects(self) -> int:
+        """Connections dropped for a backlog older than ``max_backlog_seconds`` (``slow_reader="disconnect"``)."""
+        return int(self.state()["slow_reader_disconnects"])
+
 
 class RunningSimulator(SimulatorHandle):
     """A simulator on its own event loop in a background thread; every method is safe from any thread."""

@@ -10,6 +10,10 @@ Routes:
 Ticker pushes bypass aiohttp's frame writer: each contract's frame is pre-encoded (see ``frames``),
 a push glues sequence number and timestamp in and writes one batch per connection to the transport.
 Replies (COMMAND_RESP, pongs) go the same way, so they stay in order with the pushes.
+
+Pushes to a reader that falls behind are queued, and the reader is dropped once the oldest waiting one is
+``max_backlog_seconds`` old; ``--slow-reader skip`` skips pushes to it instead (docs/simulator.md,
+"A reader that falls behind").
 """
 
 from __future__ import annotations
@@ -54,10 +58,12 @@ class ControlError(ValueError):
 
 
 class Connection:
-    """One option WebSocket client: its subscriptions, counters and push task."""
+    """One option WebSocket client: its subscriptions, counters, push task and the age of its backlog."""
 
     __slots__ = (
         "_symbols",
+        "_writes",
+        "bytes_written",
         "closing",
         "conn_id",
         "control_pings",
@@ -68,6 +74,7 @@ class Connection:
         "rounds",
         "sent",
         "skipped",
+        "slow_reader_disconnects",
         "tickers",
         "topics",
         "trade_bases",
@@ -85,6 +92,7 @@ class Connection:
         self.trade_bases: set[str] = set()
         self.sent = 0
         self.skipped = 0
+        self.slow_reader_disconnects = 0
         self.json_pings = 0
         self.control_pings = 0
         self.rounds = 0
@@ -92,6 +100,10 @@ class Connection:
         self.opened = time.time()
         self.push_task: asyncio.Task[None] | None = None
         self._symbols: list[str] | None = None
+        self.bytes_written = 0
+        # (bytes written up to the end of a write, time.monotonic() of it) for each write that had to
+        # wait in the buffer: the oldest one the reader has not taken gives the age of the backlog.
+        self._writes: deque[tuple[int, float]] = deque()
 
     def ticker_symbols(self) -> list[str]:
         if self._symbols is None:
@@ -107,8 +119,34 @@ class Connection:
     def write(self, payload: bytes) -> bool:
         if not self.writable():
             return False
-        self.transport.write(frames.text_frame(payload))
+        self.write_raw(frames.text_frame(payload))
         return True
+
+    def write_raw(self, data: bytes) -> None:
+        """Write encoded frames to the transport, noting when if they have to wait (:meth:`backlog_seconds`)."""
+        transport = self.transport
+        transport.write(data)
+        self.bytes_written += len(data)
+        buffered = transport.get_write_buffer_size()
+        if buffered:
+            self._forget_taken(buffered)
+            self._writes.append((self.bytes_written, time.monotonic()))
+        else:
+            self._writes.clear()
+
+    def backlog_seconds(self) -> float:
+        """How long ago the oldest byte still waiting in our write buffer was written; 0 when it is empty.
+
+        The kernel's socket buffers hold some more that the reader has not taken; that part is not seen.
+        """
+        self._forget_taken(self.transport.get_write_buffer_size())
+        return time.monotonic() - self._writes[0][1] if self._writes else 0.0
+
+    def _forget_taken(self, buffered: int) -> None:
+        taken = self.bytes_written - buffered
+        writes = self._writes
+        while writes and writes[0][0] <= taken:
+            writes.popleft()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -119,6 +157,9 @@ class Connection:
             "trade_topics": len(self.trade_bases),
             "messages_sent": self.sent,
             "messages_skipped": self.skipped,
+            "backlog_seconds": round(self.backlog_seconds(), 3),
+            "write_buffer_bytes": self.transport.get_write_buffer_size(),
+            "slow_reader_disconnects": self.slow_reader_disconnects,
             "json_pings": self.json_pings,
             "control_pings": self.control_pings,
             "opened": self.opened,
@@ -188,6 +229,7 @@ class SimulatorServer:
         self.messages_sent = 0
         self.replies_sent = 0
         self.frames_skipped = 0
+        self.slow_reader_disconnects = 0
         self.rest_requests = 0
         self.rest_rejected = 0
         self.connections_opened = 0
@@ -576,11 +618,17 @@ class SimulatorServer:
         self._reply(conn, frames.command_resp(conn_id=conn.conn_id, success_topics=accepted, fail_topics=failed))
 
     async def _push_loop(self, conn: Connection) -> None:
-        """Push every subscribed ticker ``rate_hz`` times a second, spread over ``push_slices`` slots."""
+        """Push every subscribed ticker ``rate_hz`` times a second, spread over ``push_slices`` slots.
+
+        With a rate, pushes to a reader that falls behind are queued until its backlog is too old and it
+        is dropped, or skipped while its buffer is full (``slow_reader``). Unlimited bench pushes wait for
+        the socket instead, so neither applies to them.
+        """
         loop = asyncio.get_running_loop()
         slices = self.config.push_slices
         rate = self.config.rate_hz
         interval = 1.0 / (rate * slices) if rate > 0 else 0.0
+        drops_slow_readers = interval > 0 and self.config.slow_reader == "disconnect"
         transport = conn.transport
         next_at = loop.time()
         slot = 0
@@ -600,6 +648,8 @@ class SimulatorServer:
                     await asyncio.sleep(0)
                 if not conn.writable() or self.faults.stalled():
                     continue
+                if drops_slow_readers and self._drop_if_too_far_behind(conn):
+                    return
                 symbols = conn.ticker_symbols()
                 if not symbols:
                     continue
@@ -607,8 +657,8 @@ class SimulatorServer:
                 slot = (slot + 1) % slices
                 if slot == 0:
                     conn.rounds += 1
-                if transport.get_write_buffer_size() > self.config.max_write_buffer:
-                    # A consumer that cannot keep up misses pushes instead of growing our memory.
+                if not drops_slow_readers and transport.get_write_buffer_size() > self.config.max_write_buffer:
+                    # Skip mode: a reader that cannot keep up misses pushes instead of growing our memory.
                     conn.skipped += len(batch)
                     self.frames_skipped += len(batch)
                     continue
@@ -618,8 +668,28 @@ class SimulatorServer:
         except Exception:
             logger.exception("push loop of %s failed", conn.conn_id)
 
+    def _drop_if_too_far_behind(self, conn: Connection) -> bool:
+        """Reset a connection whose backlog is older than ``max_backlog_seconds``; say whether it was."""
+        backlog = conn.backlog_seconds()
+        if backlog <= self.config.max_backlog_seconds:
+            return False
+        conn.closing = True
+        conn.slow_reader_disconnects += 1
+        self.slow_reader_disconnects += 1
+        logger.warning(
+            "slow reader %s: %.1f s behind with %d bytes buffered, disconnected",
+            conn.conn_id,
+            backlog,
+            conn.transport.get_write_buffer_size(),
+        )
+        # No close frame: it would wait behind the backlog the reader is not reading.
+        reset_transport(conn.transport)
+        return True
+
     def _write_tickers(self, conn: Connection, symbols: list[str]) -> None:
         contracts = self.market.by_symbol
+        # Stamped when written, not when taken: a queued frame carries the time the exchange produced it,
+        # so a reader's ts-to-received lag shows its backlog.
         ts = b"%d" % frames.now_ms()
         parts: list[bytes] = []
         seq = self.seq
@@ -644,7 +714,7 @@ class SimulatorServer:
             seq = frames.SEQ_START
         self.seq = seq
         if parts:
-            conn.transport.write(b"".join(parts))
+            conn.write_raw(b"".join(parts))
             conn.sent += count
             self.messages_sent += count
 
@@ -753,6 +823,8 @@ class SimulatorServer:
             "messages_sent": self.messages_sent,
             "replies_sent": self.replies_sent,
             "messages_skipped": self.frames_skipped,
+            "slow_reader": self.config.slow_reader,
+            "slow_reader_disconnects": self.slow_reader_disconnects,
             "rest_requests": self.rest_requests,
             "rest_rejected": self.rest_rejected,
             "live_symbols": {base: len(book.ordered) for base, book in self.market.books.items()},

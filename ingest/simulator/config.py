@@ -41,6 +41,9 @@ class SimulatorConfig:
     # A subscription's pushes are spread over this many slots per period instead of one burst.
     push_slices: int = 4
     symbols_file: Path | None = None
+    # List Bybit's expiry ladder (dailies, weeklies, ...) on top of the file's contracts; off, a
+    # symbols file is the whole universe (the benchmarks' exact 2,000 contracts).
+    list_ladder: bool = True
     # Simulated seconds per real second; drives listing, delivery and time to expiry only.
     speed: float = 1.0
     # Simulated start time; None = now, or with a symbols file the noon before its earliest expiry.
@@ -166,6 +169,7 @@ _OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
     ("start", "--start", _start, "simulated start time, ISO 8601 UTC"),
     ("bench_variants", "--bench-variants", int, "bench mode: pre-encoded versions of each frame, cycled"),
     ("publish_trades", "--trades", _flag, "publish publicTrade.{BASE} (true/false)"),
+    ("list_ladder", "--ladder", _flag, "list Bybit's expiry ladder on top of --symbols (true/false)"),
     ("no_quote_probability", "--no-quote-probability", float, "chance a side of a quote is empty ('0')"),
     ("max_topics_per_connection", "--max-topics", int, "topics per WebSocket connection"),
     ("max_args_chars", "--max-args-chars", int, "characters of the JSON args array per request"),

@@ -579,7 +579,8 @@ class Market:
                     report.delivered.append(symbol)
             listed_expiries = {contract.expiry for contract in book.contracts.values()}
             launch_ms = int(delivery_datetime(listing_day(now)).timestamp() * 1000)
-            for expiry, with_usdc in expiry_ladder(day=listing_day(now), profile=book.profile).items():
+            ladder = expiry_ladder(day=listing_day(now), profile=book.profile) if self.config.list_ladder else {}
+            for expiry, with_usdc in ladder.items():
                 delivery_ts = delivery_datetime(expiry).timestamp()
                 if expiry in listed_expiries or expiry in book.delivered_expiries or delivery_ts <= now_ts:
                     continue

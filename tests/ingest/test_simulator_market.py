@@ -84,6 +84,17 @@ def test_it_loads_a_symbols_file_with_both_settle_forms_kept_apart() -> None:
     assert market.clock.now() < datetime(2025, 9, 2, 8, tzinfo=UTC)
 
 
+def test_without_the_ladder_a_symbols_file_is_the_whole_universe(tmp_path) -> None:
+    symbols = ["BTC-27NOV26-90000-C-USDT", "BTC-27NOV26-90000-C", "BTC-25DEC26-100000-P-USDT"]
+    path = tmp_path / "symbols.txt"
+    path.write_text("\n".join(symbols))
+    start = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    assert sorted(
+        Market(config=SimulatorConfig(symbols_file=path, start=start, list_ladder=False)).by_symbol
+    ) == sorted(symbols)
+    assert len(Market(config=SimulatorConfig(symbols_file=path, start=start)).by_symbol) > 100
+
+
 def test_it_prices_every_contract_consistently_with_black_76() -> None:
     market = frozen_market()
     pairs: dict[tuple[datetime, Decimal, str], dict[str, dict[str, str]]] = defaultdict(dict)

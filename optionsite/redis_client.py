@@ -10,7 +10,6 @@ import hiredis
 import redis
 from django.conf import settings
 
-
 # A command and its arguments, as hiredis packs them: ("HSET", key, field, value, ...).
 RedisCommand = tuple[str | bytes | int | float, ...]
 

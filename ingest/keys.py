@@ -57,6 +57,11 @@ def feed_dispatch_key(asset: str) -> str:
     return redis_key("dispatch", asset)
 
 
+def feed_workers_key() -> str:
+    """ZSET: Celery node name of each worker process consuming ``feeds`` → its last heartbeat (epoch ms)."""
+    return redis_key("feed-workers")
+
+
 def tracked_assets_key() -> str:
     """SET: assets that have data in Redis, so that leftovers can be found without a scan."""
     return redis_key("assets", "tracked")

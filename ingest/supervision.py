@@ -1,9 +1,10 @@
 """Which worker runs which asset's feed: dispatch, leases, refresh requests.
 
 ``dispatch_feeds`` runs every few seconds (Celery beat): every enabled asset whose lease
-nobody holds gets one ``run_feed`` task; the first worker to take the lease runs the feed
-for as long as it holds it. Leftover data of assets that are no longer enabled and that
-no feed is cleaning up is removed.
+nobody holds gets one ``run_feed`` task, sent to the feed worker ``ingest.placement`` chooses;
+the worker that takes the lease runs the feed for as long as it holds it (the lease, not the
+placement, is what makes one feed per asset). Leftover data of assets that are no longer
+enabled and that no feed is cleaning up is removed.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from ingest.events import build_feed_refresh
 from ingest.feed import AssetFeed, FeedSettings, StopReason
 from ingest.keys import feed_control_channel, feed_dispatch_key, feed_lease_key, tracked_assets_key
 from ingest.lease import Lease, LeaseKeeper
+from ingest.placement import ANY_WORKER, place_feeds, read_feed_placement
 from ingest.store import purge_asset
+from optionsite.clock import now_ms
 from optionsite.redis_client import texts
 
 logger = logging.getLogger(__name__)
@@ -41,16 +44,26 @@ def asset_is_enabled(symbol: str) -> bool:
         close_old_connections()  # long-lived threads must not keep a broken connection
 
 
-def dispatch_feeds(*, client: redis.Redis, enqueue: Callable[[str], None]) -> list[str]:
-    """Queue a feed for every enabled asset nobody runs; returns the assets queued."""
+def dispatch_feeds(*, client: redis.Redis, enqueue: Callable[[str, str | None], None]) -> list[str]:
+    """Queue a feed for every enabled asset nobody runs; returns the assets queued.
+
+    Each goes to the least loaded live feed worker (``ingest.placement``): ``enqueue(asset, node)`` sends it
+    to that worker's own queue. With no worker in the registry (one started by hand on an older release,
+    say) ``node`` is ``None``: the shared ``feeds`` queue, where the first free worker takes it.
+    """
     enabled = set(Asset.objects.enabled().values_list("symbol", flat=True))
     close_old_connections()
+    placement = read_feed_placement(client, assets=enabled, at_ms=now_ms())
+    choices = place_feeds(
+        assets=placement.to_place(), workers=placement.workers, owners=placement.owners(), weights=placement.weights
+    )
     queued = []
-    for asset in sorted(enabled):
-        if client.exists(feed_lease_key(asset)):
-            continue
-        if client.set(feed_dispatch_key(asset), "1", nx=True, ex=DISPATCH_RETRY_SECONDS):
-            enqueue(asset)
+    for asset, node in sorted(choices.items()):
+        # A mark naming a worker that has gone since is replaced at once rather than waited out.
+        replacing = asset in placement.sent
+        mark = node or ANY_WORKER
+        if client.set(feed_dispatch_key(asset), mark, nx=not replacing, ex=DISPATCH_RETRY_SECONDS):
+            enqueue(asset, node)
             queued.append(asset)
     tracked = set(texts(client.smembers(tracked_assets_key())))
     for asset in sorted(tracked - enabled):

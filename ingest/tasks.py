@@ -1,4 +1,7 @@
-"""Celery tasks of the ingest; the logic lives in ``ingest.supervision``."""
+"""Celery tasks of the ingest, and the worker signals that keep feed workers registered.
+
+The logic lives in ``ingest.supervision`` and ``ingest.placement``.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +9,34 @@ import threading
 from typing import Any
 
 from celery import Task, shared_task
-from celery.signals import worker_shutting_down
+from celery.signals import worker_ready, worker_shutting_down
+from celery.utils.nodenames import worker_direct
 
 from assets.models import Asset
 from ingest import supervision
+from ingest.placement import FeedWorkerHeartbeat, heartbeat_interval
 from optionsite.redis_client import redis_connection
 
 FEED_QUEUE = "feeds"
 
 # Set when the worker begins a warm shutdown (SIGTERM): every feed in this process stops,
-# flushes, closes its sockets and releases its lease, so that the worker can exit.
+# flushes, closes its sockets and releases its lease, so that the worker can exit; the
+# heartbeat takes the worker out of the registry, so that no new feed is sent here.
 shutting_down = threading.Event()
 
 
 @worker_shutting_down.connect
 def _stop_feeds(**kwargs: Any) -> None:
     shutting_down.set()
+
+
+@worker_ready.connect
+def _register_feed_worker(sender: Any, **kwargs: Any) -> None:
+    # Only workers that take feeds may be chosen for one (a worker started with -Q celery is not).
+    if FEED_QUEUE in sender.app.amqp.queues.consume_from:
+        FeedWorkerHeartbeat(
+            client=redis_connection(), node=sender.hostname, interval=heartbeat_interval(), stop_event=shutting_down
+        ).start()
 
 
 # No time limit and no late ack: the task runs for as long as the worker holds the lease,
@@ -41,9 +56,11 @@ def dispatch_feeds() -> list[str]:
     )
 
 
-def _enqueue_feed(asset: str) -> None:
+def _enqueue_feed(asset: str, node: str | None) -> None:
+    """Send the feed task to ``node``'s own queue (``CELERY_WORKER_DIRECT``), or to the shared one."""
     # A copy that waited a minute in the queue is stale: the next dispatch sends a fresh one.
-    run_feed.apply_async(args=(asset,), queue=FEED_QUEUE, expires=60)
+    queue = FEED_QUEUE if node is None else worker_direct(node)
+    run_feed.apply_async(args=(asset,), queue=queue, expires=60)
 
 
 @shared_task(name="ingest.refresh_instruments", ignore_result=True)

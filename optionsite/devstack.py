@@ -1,9 +1,14 @@
-"""Run the whole stack in the foreground: ``python -m optionsite.devstack demo|run``.
+"""Run the whole stack in the foreground: ``python -m optionsite.devstack demo|run|feeds``.
 
 ``demo`` runs against the local Bybit simulator, ``run`` against live Bybit. Both make
 sure a Redis answers (the one at ``REDIS_URL``, else a private ``redis-server`` on a free
 loopback port, stopped on exit), migrate, then start every process with its output
 prefixed by its name. One Ctrl-C (or any process exiting) stops them all.
+
+The feeds run in ``FEED_PROCESSES`` worker processes (one per core by default), each with
+an interpreter lock of its own; beat starts once they are ready, so that the first
+placement sees them all. ``feeds`` starts only those processes, on the configured Redis
+(the Docker worker service runs it).
 
 Nothing here imports Django: the Redis URL has to be settled before settings are read.
 """
@@ -22,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +36,10 @@ import redis
 BASE_DIR = Path(__file__).resolve().parent.parent
 BIN_DIR = Path(sys.executable).parent
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# How long beat waits for the feed processes to say they are ready before it starts anyway.
+FEEDS_READY_TIMEOUT = 60
+# Seconds the processes get to stop: a feed process closes its sockets, flushes and releases its leases.
+STOP_TIMEOUT = 20
 
 
 class StackError(Exception):
@@ -122,19 +131,28 @@ def ensured_redis(url: str | None) -> Iterator[str]:
 class Service:
     name: str
     args: list[str]
+    # A line the process prints once it is ready for work, if there is one to wait for.
+    ready_line_ends: str | None = None
 
 
 class Stack:
-    """Child processes whose output is interleaved line by line, stopped together."""
+    """Child processes whose output is interleaved line by line, stopped together.
+
+    Each ``start`` call is a group: groups stop in reverse order, the processes of one group together.
+    """
 
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.groups: list[list[str]] = []
+        self.ready: dict[str, threading.Event] = {}
         self._width = 0
 
     def start(self, services: list[Service]) -> None:
-        self._width = max(len(service.name) for service in services)
+        self._width = max(self._width, *(len(service.name) for service in services))
+        self.groups.append([service.name for service in services])
         for service in services:
+            self.ready[service.name] = threading.Event()
             process = subprocess.Popen(
                 service.args,
                 cwd=BASE_DIR,
@@ -146,14 +164,25 @@ class Stack:
                 start_new_session=True,
             )
             self.processes[service.name] = process
-            threading.Thread(target=self._relay, args=(service.name, process), daemon=True).start()
+            threading.Thread(target=self._relay, args=(service, process), daemon=True).start()
 
-    def _relay(self, name: str, process: subprocess.Popen[bytes]) -> None:
+    def _relay(self, service: Service, process: subprocess.Popen[bytes]) -> None:
         assert process.stdout is not None
         for raw in process.stdout:
             line = raw.decode(errors="replace").rstrip()
-            sys.stdout.write(f"{name:<{self._width}} | {line}\n")
+            sys.stdout.write(f"{service.name:<{self._width}} | {line}\n")
             sys.stdout.flush()
+            if service.ready_line_ends and line.endswith(service.ready_line_ends):
+                self.ready[service.name].set()
+
+    def wait_ready(self, names: list[str], *, timeout: float) -> bool:
+        """Block until every one of ``names`` said it is ready; false if one exited or time ran out first."""
+        deadline = time.monotonic() + timeout
+        while not all(self.ready[name].is_set() for name in names):
+            if time.monotonic() > deadline or any(self.processes[name].poll() is not None for name in names):
+                return False
+            time.sleep(0.1)
+        return True
 
     def wait(self) -> str:
         """Block until one process exits; return its name."""
@@ -166,13 +195,16 @@ class Stack:
     def stop(self, timeout: float = 10) -> None:
         """Stop in reverse start order, so that the simulator outlives the feeds that read it."""
         deadline = time.monotonic() + timeout
-        for process in reversed(list(self.processes.values())):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            if process.poll() is None:
-                process.kill()
+        for group in reversed(self.groups):
+            processes = [self.processes[name] for name in group]
+            for process in processes:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            for process in processes:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                if process.poll() is None:
+                    process.kill()
 
 
 def simulator_available() -> bool:
@@ -185,48 +217,78 @@ def manage(env: dict[str, str], *args: str) -> None:
         raise StackError(f"`manage.py {' '.join(args)}` failed (exit {result.returncode}); see above.")
 
 
-def stack_services(*, mode: str, env: dict[str, str], host: str, port: int) -> list[Service]:
-    services: list[Service] = []
-    if mode == "demo" and simulator_available():
-        simulator_port = free_port()
-        env["BYBIT_REST_URL"] = f"http://127.0.0.1:{simulator_port}"
-        env["BYBIT_WS_URL"] = f"ws://127.0.0.1:{simulator_port}/v5/public/option"
-        services.append(
-            Service("simulator", [sys.executable, "manage.py", "bybit_simulator", "--port", str(simulator_port)])
-        )
-    celery = str(BIN_DIR / "celery")
+def feed_process_count(env: dict[str, str]) -> int:
+    """``FEED_PROCESSES``, else one per core, as settings.py reads it.
+
+    Asked only after ``manage.py check``, which has stopped the stack on a bad value with the settings' message.
+    """
+    return int(env["FEED_PROCESSES"]) if "FEED_PROCESSES" in env else os.cpu_count() or 1
+
+
+def feed_worker_service(number: int) -> Service:
+    """Feed process ``feeds<number>@<host>``: a thread-pool worker, one thread per feed it runs.
+
+    Every one also takes beat's small tasks (queue ``celery``): dispatch must go on when any one of them dies.
+    With ``CELERY_WORKER_DIRECT`` each also consumes its own queue, where dispatch sends the feeds it places.
+    """
+    args = [str(BIN_DIR / "celery"), "-A", "optionsite", "worker", "--pool", "threads", "--concurrency", "16"]
+    args += ["-Q", "celery,feeds", "-n", f"feeds{number}@%h", "-l", "INFO"]
+    # Celery logs "<node name> ready." once the worker consumes (celery/apps/worker.py, on_consumer_ready).
+    return Service(f"feeds{number}", args, ready_line_ends=" ready.")
+
+
+def feed_services(env: dict[str, str]) -> list[Service]:
+    return [feed_worker_service(number) for number in range(1, feed_process_count(env) + 1)]
+
+
+def simulator_services(*, mode: str, env: dict[str, str]) -> list[Service]:
+    """The simulator, in demo mode; points the stack's Bybit URLs at it."""
+    if mode != "demo" or not simulator_available():
+        return []
+    simulator_port = free_port()
+    env["BYBIT_REST_URL"] = f"http://127.0.0.1:{simulator_port}"
+    env["BYBIT_WS_URL"] = f"ws://127.0.0.1:{simulator_port}/v5/public/option"
+    return [Service("simulator", [sys.executable, "manage.py", "bybit_simulator", "--port", str(simulator_port)])]
+
+
+def front_services(*, host: str, port: int) -> list[Service]:
+    """Beat and the web server: started once the feed processes are ready."""
     run_dir = BASE_DIR / ".run"
     run_dir.mkdir(exist_ok=True)
-    services += [
-        Service(
-            "worker",
-            [
-                celery,
-                "-A",
-                "optionsite",
-                "worker",
-                "--pool",
-                "threads",
-                "--concurrency",
-                "16",
-                "-Q",
-                "celery,feeds",
-                "-l",
-                "INFO",
-            ],
-        ),
+    celery = str(BIN_DIR / "celery")
+    return [
         Service("beat", [celery, "-A", "optionsite", "beat", "-l", "INFO", "-s", str(run_dir / "celerybeat-schedule")]),
         Service("web", [str(BIN_DIR / "daphne"), "-b", host, "-p", str(port), "optionsite.asgi:application"]),
     ]
-    return services
+
+
+def start_feed_processes(stack: Stack) -> list[str]:
+    services = feed_services(stack.env)
+    stack.start(services)
+    return [service.name for service in services]
+
+
+def start_whole_stack(stack: Stack, *, mode: str, host: str, port: int) -> None:
+    simulator = simulator_services(mode=mode, env=stack.env)
+    if simulator:
+        stack.start(simulator)
+    feeds = start_feed_processes(stack)
+    if not stack.wait_ready(feeds, timeout=FEEDS_READY_TIMEOUT):
+        print("devstack: not every feed process said it is ready; starting beat anyway", flush=True)
+    stack.start(front_services(host=host, port=port))
+    print(f"devstack: {mode} is starting; open http://{host}:{port}/ (Ctrl-C stops everything)", flush=True)
 
 
 def run_stack(mode: str) -> int:
     env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    if mode == "feeds":
+        # The Docker worker: Redis and the database are the environment's, and migrated by the web service.
+        manage(env, "check")
+        return supervise(Stack(env), start=start_feed_processes)
     # Local runs are development runs unless the user configured a production secret.
     if "DJANGO_SECRET_KEY" not in env:
         env.setdefault("DJANGO_DEBUG", "1")
-    env.setdefault("PYTHONUNBUFFERED", "1")
     host = env.get("HOST", "127.0.0.1")
     port = int(env.get("PORT", "8000"))
     with ensured_redis(env.get("REDIS_URL")) as redis_url:
@@ -236,29 +298,35 @@ def run_stack(mode: str) -> int:
         manage(env, "collectstatic", "--noinput", "-v0")
         if mode == "demo":
             manage(env, "ensure_demo_superuser")
-        services = stack_services(mode=mode, env=env, host=host, port=port)
-        stack = Stack(env)
+        return supervise(Stack(env), start=lambda stack: start_whole_stack(stack, mode=mode, host=host, port=port))
 
-        def stop_on_sigterm(signum: int, frame: object) -> None:
-            raise KeyboardInterrupt
 
-        signal.signal(signal.SIGTERM, stop_on_sigterm)
-        stack.start(services)
-        print(f"devstack: {mode} is starting; open http://{host}:{port}/ (Ctrl-C stops everything)", flush=True)
-        try:
-            exited = stack.wait()
-        except KeyboardInterrupt:
-            print("devstack: stopping", flush=True)
-            return 0
-        finally:
-            stack.stop()
-        print(f"devstack: {exited} exited (code {stack.processes[exited].returncode}); stopped the rest", flush=True)
-        return 1
+def supervise(stack: Stack, *, start: Callable[[Stack], object]) -> int:
+    """Start the stack, wait for Ctrl-C, SIGTERM or one process exiting, then stop all of it."""
+
+    def stop_on_sigterm(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    try:
+        start(stack)
+        exited = stack.wait()
+    except KeyboardInterrupt:
+        print("devstack: stopping", flush=True)
+        return 0
+    finally:
+        stack.stop(timeout=STOP_TIMEOUT)
+    print(f"devstack: {exited} exited (code {stack.processes[exited].returncode}); stopped the rest", flush=True)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m optionsite.devstack", description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["demo", "run"], help="demo: against the local simulator; run: live Bybit")
+    parser.add_argument(
+        "mode",
+        choices=["demo", "run", "feeds"],
+        help="demo: against the local simulator; run: live Bybit; feeds: only the feed processes",
+    )
     options = parser.parse_args(argv)
     try:
         return run_stack(options.mode)

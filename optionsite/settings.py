@@ -6,6 +6,7 @@ A bad value stops the process with one ``ImproperlyConfigured`` line naming the 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -132,6 +133,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # has no free thread for (another worker should take them).
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ROUTES = {"ingest.run_feed": {"queue": "feeds"}}
+# Every worker also consumes a queue of its own (<node name>.dq2): dispatch sends each feed to the
+# worker it chose for it (ingest/placement.py), not to whichever takes the shared queue first.
+CELERY_WORKER_DIRECT = True
 
 # --- Bybit ----------------------------------------------------------------------------
 # Mainnet by default; `make demo` points both at the local simulator.
@@ -147,6 +151,9 @@ FEED_STALE_AFTER = env_float("FEED_STALE_AFTER", 15.0, minimum=1.0)
 FEED_SILENCE_TIMEOUT = env_float("FEED_SILENCE_TIMEOUT", 10.0, minimum=1.0)
 FEED_REFRESH_INTERVAL = env_float("FEED_REFRESH_INTERVAL", 300.0, minimum=5.0)
 FEED_LEASE_TTL = env_float("FEED_LEASE_TTL", 15.0, minimum=3.0)
+# Feed worker processes `make demo`/`make run` and the Docker worker start (optionsite/devstack.py):
+# one per core, since each process has an interpreter lock of its own.
+FEED_PROCESSES = env_int("FEED_PROCESSES", os.cpu_count() or 1, minimum=1, maximum=64)
 CELERY_BEAT_SCHEDULE = {
     "dispatch-feeds": {"task": "ingest.dispatch_feeds", "schedule": 2.0, "options": {"expires": 10}},
     "refresh-instruments": {"task": "ingest.refresh_instruments", "schedule": FEED_REFRESH_INTERVAL},

@@ -1,4 +1,7 @@
-"""Real Celery workers and beat run the feeds: placement, admin changes, takeover, shutdown."""
+"""Real Celery workers and beat run the feeds: placement, admin changes, takeover, shutdown.
+
+The feed processes are started with the command line ``make demo`` uses (``optionsite.devstack``).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +16,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from ingest.keys import chain_key, feed_lease_key
+from ingest.keys import chain_key, feed_dispatch_key, feed_lease_key
+from ingest.placement import feed_worker_heartbeats, feed_workers_key, live_feed_workers, node_of_lease
 from ingest.simulator import RunningSimulator
 from ingest.status import read_feed_status
 from ingest.store import purge_asset
+from optionsite.clock import now_ms
+from optionsite.devstack import feed_worker_service
 from tests.ingest.conftest import poll
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -52,19 +58,20 @@ class Stack:
     def shell(self, code: str) -> None:
         self.manage("shell", "-c", code)
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = (self.tmp_path / f"{name}.log").open("wb")
-        process = subprocess.Popen(
-            [str(BIN_DIR / "celery"), "-A", "optionsite", *args], cwd=BASE_DIR, env=self.env, stdout=log, stderr=log
-        )
+        process = subprocess.Popen(args, cwd=BASE_DIR, env=self.env, stdout=log, stderr=log)
         self.processes[name] = process
         return process
 
-    def start_worker(self, name: str) -> subprocess.Popen[bytes]:
-        return self.start(name, "worker", "--pool", "threads", "-c", "8", "-Q", "celery,feeds", "-n", f"{name}@%h")
+    def start_feed_worker(self, number: int) -> subprocess.Popen[bytes]:
+        service = feed_worker_service(number)
+        return self.start(service.name, service.args)
 
     def start_beat(self) -> None:
-        self.start("beat", "beat", "-s", str(self.tmp_path / "beat-schedule"))
+        self.start(
+            "beat", [str(BIN_DIR / "celery"), "-A", "optionsite", "beat", "-s", str(self.tmp_path / "beat-schedule")]
+        )
 
     def log(self, name: str) -> str:
         return (self.tmp_path / f"{name}.log").read_text(errors="replace")
@@ -90,7 +97,8 @@ def stack(tmp_path: Path, start_simulator, redis_client: redis.Redis) -> Iterato
     running.stop()
     for asset in ("BTC", "ETH", "SOL", "XRP"):
         purge_asset(redis_client, asset=asset)
-        redis_client.delete(feed_lease_key(asset))
+        redis_client.delete(feed_lease_key(asset), feed_dispatch_key(asset))
+    redis_client.delete(feed_workers_key())
 
 
 def holder(client: redis.Redis, asset: str) -> str | None:
@@ -103,34 +111,58 @@ def live(client: redis.Redis, asset: str) -> bool:
     return status is not None and status.is_fresh(stale_after=3)
 
 
+def fully_subscribed(client: redis.Redis, asset: str) -> bool:
+    status = read_feed_status(client, asset)
+    return live(client, asset) and status is not None and 0 < status.instruments == status.subscribed
+
+
+def process_running(client: redis.Redis, asset: str) -> str:
+    """The feed process holding the asset's lease, by the name before the @ (``feeds1``); "" if none."""
+    return node_of_lease(holder(client, asset) or "").partition("@")[0]
+
+
+def live_feed_worker_names(client: redis.Redis) -> list[str]:
+    """The registered feed workers, by the name before the @ (``feeds1``)."""
+    # The workers run with FEED_LEASE_TTL=6 (dead after 3 s); this process has the default, hence the explicit age.
+    workers = live_feed_workers(heartbeats=feed_worker_heartbeats(client), at_ms=now_ms(), dead_after=3)
+    return [node.partition("@")[0] for node in workers]
+
+
 def test_two_workers_run_exactly_one_feed_per_asset_and_one_takes_over_after_kill_9(
     stack: Stack, redis_client: redis.Redis
 ) -> None:
     simulator: RunningSimulator = stack.simulator  # type: ignore[attr-defined]
-    workers = {"w1": stack.start_worker("w1"), "w2": stack.start_worker("w2")}
+    workers = {"feeds1": stack.start_feed_worker(1), "feeds2": stack.start_feed_worker(2)}
+    # As `make demo` does: beat starts once the feed processes are up, so that the first placement sees both.
+    poll(lambda: live_feed_worker_names(redis_client) == ["feeds1", "feeds2"], timeout=45, interval=0.2)
     stack.start_beat()
-    poll(lambda: all(live(redis_client, asset) for asset in ("BTC", "ETH", "SOL")), timeout=45, interval=0.5)
+    poll(
+        lambda: all(fully_subscribed(redis_client, asset) for asset in ("BTC", "ETH", "SOL")), timeout=45, interval=0.5
+    )
 
     # One socket per asset (each has fewer than 2,000 contracts), whatever the number of workers.
     time.sleep(3)
     assert simulator.connection_count() == 3
-    holders = {asset: holder(redis_client, asset) for asset in ("BTC", "ETH", "SOL")}
-    assert all(holders.values())
+    runs_on = {asset: process_running(redis_client, asset) for asset in ("BTC", "ETH", "SOL")}
+    assert set(runs_on.values()) == {"feeds1", "feeds2"}, f"both processes run feeds: {runs_on}"
 
-    victim = next(name for name in workers if holders["BTC"] and holders["BTC"].startswith(f"{name}@"))
-    survivor = "w2" if victim == "w1" else "w1"
+    victim = runs_on["BTC"]
+    survivor = "feeds2" if victim == "feeds1" else "feeds1"
     workers[victim].send_signal(signal.SIGKILL)
     workers[victim].wait(timeout=10)
     killed_at = time.monotonic()
 
-    poll(lambda: (holder(redis_client, "BTC") or "").startswith(f"{survivor}@"), timeout=30, interval=0.5)
-    poll(lambda: all(live(redis_client, asset) for asset in ("BTC", "ETH", "SOL")), timeout=30, interval=0.5)
+    poll(lambda: process_running(redis_client, "BTC") == survivor, timeout=30, interval=0.5)
+    poll(lambda: fully_subscribed(redis_client, "BTC"), timeout=30, interval=0.5, message="BTC live, every topic")
     assert time.monotonic() - killed_at < 30
+    poll(lambda: all(live(redis_client, asset) for asset in ("BTC", "ETH", "SOL")), timeout=30, interval=0.5)
+    assert {process_running(redis_client, asset) for asset in ("BTC", "ETH", "SOL")} == {survivor}
     poll(lambda: simulator.connection_count() == 3, timeout=10, message="no duplicate sockets")
+    assert live_feed_worker_names(redis_client) == [survivor]
 
 
 def test_it_follows_assets_enabled_disabled_and_added_while_running(stack: Stack, redis_client: redis.Redis) -> None:
-    stack.start_worker("w1")
+    stack.start_feed_worker(1)
     stack.start_beat()
     poll(lambda: all(live(redis_client, asset) for asset in ("BTC", "ETH", "SOL")), timeout=45, interval=0.5)
 
@@ -149,13 +181,13 @@ def test_it_follows_assets_enabled_disabled_and_added_while_running(stack: Stack
 
 def test_sigterm_flushes_closes_sockets_and_releases_the_leases(stack: Stack, redis_client: redis.Redis) -> None:
     simulator: RunningSimulator = stack.simulator  # type: ignore[attr-defined]
-    worker = stack.start_worker("w1")
+    worker = stack.start_feed_worker(1)
     stack.start_beat()
     poll(lambda: all(live(redis_client, asset) for asset in ("BTC", "ETH", "SOL")), timeout=45, interval=0.5)
     stack.processes.pop("beat").send_signal(signal.SIGTERM)
 
     worker.send_signal(signal.SIGTERM)
-    assert worker.wait(timeout=20) == 0, stack.log("w1")
+    assert worker.wait(timeout=20) == 0, stack.log("feeds1")
     for asset in ("BTC", "ETH", "SOL"):
         assert holder(redis_client, asset) is None
         status = read_feed_status(redis_client, asset)

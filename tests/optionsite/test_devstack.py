@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from optionsite.devstack import PrivateRedis, ensured_redis, free_port, redis_answers
+from optionsite.devstack import PrivateRedis, ensured_redis, feed_services, free_port, redis_answers
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -44,6 +44,33 @@ def test_a_private_redis_keeps_nothing_on_disk() -> None:
     assert not workdir.exists()
 
 
+def test_it_starts_one_feed_process_per_core_unless_told_how_many() -> None:
+    assert len(feed_services({})) == (os.cpu_count() or 1)
+    assert [service.name for service in feed_services({"FEED_PROCESSES": "3"})] == ["feeds1", "feeds2", "feeds3"]
+
+
+def test_every_feed_process_takes_feeds_and_beats_tasks_under_a_name_of_its_own() -> None:
+    for number, service in enumerate(feed_services({"FEED_PROCESSES": "2"}), start=1):
+        args = service.args
+        assert args[args.index("--pool") + 1] == "threads"
+        assert args[args.index("-Q") + 1] == "celery,feeds"
+        assert args[args.index("-n") + 1] == f"feeds{number}@%h"
+
+
+def test_it_refuses_a_bad_number_of_feed_processes_with_one_line() -> None:
+    env = {**os.environ, "FEED_PROCESSES": "0", "DJANGO_DEBUG": "1", "DATABASE_URL": "sqlite:///:memory:"}
+    result = subprocess.run(
+        [sys.executable, "-m", "optionsite.devstack", "feeds"],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("Configuration error: FEED_PROCESSES=0 is out of range [1, 64].")
+
+
 def get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -62,6 +89,7 @@ def test_the_demo_serves_live_data_admin_and_api_then_stops_everything_on_ctrl_c
         "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         "DJANGO_DEBUG": "1",
+        "FEED_PROCESSES": "2",
     }
     env.pop("DJANGO_SECRET_KEY", None)
     stack = subprocess.Popen(
@@ -88,7 +116,7 @@ def test_the_demo_serves_live_data_admin_and_api_then_stops_everything_on_ctrl_c
         assert get(f"http://127.0.0.1:{port}/admin/login/")[0] == 200
         assert get(f"http://127.0.0.1:{port}/api/")[0] == 200
         names = " ".join(" ".join(child.cmdline()) for child in psutil.Process(stack.pid).children(recursive=True))
-        for expected in ("redis-server", "bybit_simulator", "worker", "beat", "daphne"):
+        for expected in ("redis-server", "bybit_simulator", "feeds1@", "feeds2@", "beat", "daphne"):
             assert expected in names
         children = psutil.Process(stack.pid).children(recursive=True)
     finally:

@@ -45,6 +45,8 @@ QUOTE_FIELDS = (
     "change_24h",
     "predicted_delivery_price",
 )
+# What a ticker can change in a row; the rest is the contract's identity.
+TICKER_FIELDS = (*QUOTE_FIELDS, "ts", "received_ts")
 
 # Bybit's names on the WebSocket (tickers.{symbol}) and on REST (/v5/market/tickers).
 _COMMON_NAMES = {

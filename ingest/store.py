@@ -23,7 +23,7 @@ from ingest.keys import (
     strikes_key,
     tracked_assets_key,
 )
-from ingest.normalize import ContractRow, contract_hash_arguments, static_row
+from ingest.normalize import TICKER_FIELDS, ContractRow, contract_hash_arguments, static_row
 from ingest.symbols import OptionContract
 from optionsite.redis_client import RedisCommand, texts
 
@@ -120,17 +120,23 @@ def row_commands(
     previous = previous or {}
     commands: list[RedisCommand] = []
     chain: list[str | bytes] = ["HSET", chain_key(asset)]
+    key_prefix = contract_key("")  # read the setting once, not once per row
     for row in rows:
         symbol = row["symbol"]
-        key = contract_key(symbol)
+        key = key_prefix + symbol
         before = previous.get(symbol)
         if before is None or before["ts"] is None:
             commands.append(("HSET", key, *contract_hash_arguments(row.items())))
             commands.append(("EXPIRE", key, CONTRACT_TTL_SECONDS))
         else:
-            changed = [(name, value) for name, value in row.items() if value != before[name]]  # type: ignore[literal-required]
-            if changed:
-                commands.append(("HSET", key, *contract_hash_arguments(changed)))
+            # A contract's identity never changes: only its ticker fields are compared.
+            arguments: list[str] = ["HSET", key]
+            for name in TICKER_FIELDS:
+                value = row[name]  # type: ignore[literal-required]
+                if value != before[name]:  # type: ignore[literal-required]
+                    arguments += (name, "" if value is None else str(value))
+            if len(arguments) > 2:
+                commands.append(tuple(arguments))
             if symbol in renew_ttl:
                 commands.append(("EXPIRE", key, CONTRACT_TTL_SECONDS))
         chain += (symbol, orjson.dumps(row))

@@ -1,7 +1,8 @@
 """Whether this installation can serve live data right now, and if not, why.
 
 Healthy means: Redis answers, the database answers, and the feed of every enabled asset
-is fresh (live, and a ticker arrived within ``FEED_STALE_AFTER`` seconds).
+is fresh (live, a ticker arrived within ``FEED_STALE_AFTER`` seconds, and its writes' lag
+p99 is within ``FEED_STALE_AFTER`` too: ``FeedStatus.is_fresh``).
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def feed_problem(status: FeedStatus | None, *, stale_after: float, now_ms: int) 
         return "no status in Redis (the feed has not started)"
     if status.is_fresh(stale_after=stale_after, now_ms=now_ms):
         return None
+    # A feed lagging past the limit marks itself stale: say why, rather than only "state is stale".
+    if status.lagging(stale_after=stale_after) and status.state in ("live", "stale"):
+        return f"lag p99 {(status.lag_p99_ms or 0) / 1000:.1f} s (limit {stale_after:g} s)"
     if status.state != "live":
         return f"state is {status.state}"
     age = status.last_message_age(now_ms)

@@ -54,16 +54,19 @@ def asset_state(symbol: str) -> AssetState:
 
 @dataclass(frozen=True)
 class AssetTab:
-    """An enabled asset as the page's tabs show it."""
+    """An enabled asset as the page's tabs show it, with its feed's lag for the page's indicator
+    (the page reads these every few seconds; the WebSocket sends the lag only in snapshots)."""
 
     symbol: str
     label: str
     index_price: float | None
     state: FeedState | None
+    lag_p50_ms: float | None
+    lag_p99_ms: float | None
 
 
 def asset_tabs() -> list[AssetTab]:
-    """The enabled assets in display order, each with its feed's index price and state (one Redis round-trip)."""
+    """The enabled assets in display order, each with its feed's index price, state and lag (one Redis round-trip)."""
     assets = list(Asset.objects.enabled())
     pipe = redis_connection().pipeline(transaction=False)
     for asset in assets:
@@ -71,7 +74,11 @@ def asset_tabs() -> list[AssetTab]:
     tabs = []
     for asset, raw in zip(assets, pipe.execute() if assets else [], strict=True):
         feed = feed_info(FeedStatus.from_redis(asset.symbol, raw))
-        tabs.append(AssetTab(asset.symbol, asset.label, feed["index_price"], feed["state"]))
+        tabs.append(
+            AssetTab(
+                asset.symbol, asset.label, feed["index_price"], feed["state"], feed["lag_p50_ms"], feed["lag_p99_ms"]
+            )
+        )
     return tabs
 
 
@@ -193,11 +200,13 @@ def expiry_infos(
 
 def feed_info(status: FeedStatus | None) -> FeedInfo:
     if status is None:
-        return {"state": None, "index_price": None, "last_message_ts": None}
+        return {"state": None, "index_price": None, "last_message_ts": None, "lag_p50_ms": None, "lag_p99_ms": None}
     return {
         "state": status.state,
         "index_price": status.index_price or None,
         "last_message_ts": status.last_message_ts or None,
+        "lag_p50_ms": status.lag_p50_ms,
+        "lag_p99_ms": status.lag_p99_ms,
     }
 
 

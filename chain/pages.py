@@ -1,13 +1,15 @@
 """The browser's pages: ``/`` (→ the first enabled asset) and the live chain ``/chain/<ASSET>/``.
 
 The page is static HTML plus ``chain/static/chain/*.js``; the data comes over the WebSocket
-(``chain.consumers``), and the other assets' index prices from ``/chain/indexes.json``.
+(``chain.consumers``), and the other assets' index prices and this asset's feed lag from
+``/chain/indexes.json``, which the page reads every 5 s.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -37,6 +39,8 @@ def chain_page(request: HttpRequest, asset: str) -> HttpResponse:
         "asset": symbol,
         "socket_path": f"/ws/chain/{symbol}/",
         "indexes_url": reverse("chain-indexes"),
+        # Silence this long, or a lag p99 past it, is not "live" (as for the feed and /api/health/).
+        "stale_after_ms": int(settings.FEED_STALE_AFTER * 1000),
         "assets": [asdict(tab) for tab in tabs],
         "expiries": listed_expiries(asset=symbol),
     }
@@ -44,5 +48,5 @@ def chain_page(request: HttpRequest, asset: str) -> HttpResponse:
 
 
 def asset_indexes(request: HttpRequest) -> JsonResponse:
-    """The enabled assets' index prices and feed states, for the page's asset tabs."""
+    """The enabled assets' index prices, feed states and lags, for the page's asset tabs and indicator."""
     return JsonResponse({"assets": [asdict(tab) for tab in asset_tabs()]})

@@ -250,6 +250,8 @@ def site_stats() -> dict[str, Any]:
                     "rejected_frames": feed.rejected_frames if feed else None,
                     "connections": feed.connections if feed else None,
                     "subscribed": feed.subscribed if feed else None,
+                    "lag_p50_ms": feed.lag_p50_ms if feed else None,
+                    "lag_p99_ms": feed.lag_p99_ms if feed else None,
                     "uptime_seconds": round((now - feed.started_ts) / 1000, 3) if feed and feed.started_ts else None,
                 },
             }

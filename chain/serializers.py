@@ -158,7 +158,8 @@ class FeedSerializer(serializers.Serializer):
         help_text="The feed's state; null when no feed has written anything for this asset yet.",
     )
     fresh = serializers.BooleanField(
-        help_text="Live, and a ticker arrived within FEED_STALE_AFTER seconds. False: the data may be stale."
+        help_text="Live, a ticker arrived within FEED_STALE_AFTER seconds, and the feed's lag p99 is within "
+        "FEED_STALE_AFTER too. False: the data may be stale."
     )
     last_message_age = _number("Seconds since the feed's last ticker; null before the first.")
 
@@ -307,6 +308,13 @@ class FeedFiguresSerializer(FeedSerializer):
     rejected_frames = serializers.IntegerField(allow_null=True)
     connections = serializers.IntegerField(allow_null=True)
     subscribed = serializers.IntegerField(allow_null=True)
+    lag_p50_ms = _number(
+        "Median lag of the feed's writes, in ms: the exchange's ts of a quote → the moment it was visible in "
+        "Redis, over the last 10 s of writes; null before any write, or when nothing was written in that time."
+    )
+    lag_p99_ms = _number(
+        "99th percentile of the same lag, in ms; past FEED_STALE_AFTER (in seconds) the feed is stale."
+    )
     uptime_seconds = _number("Seconds since the feed started.")
 
 

@@ -67,12 +67,26 @@ class FeedStatus:
         now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
         return max(0.0, (now_ms - self.last_message_ts) / 1000)
 
+    def lagging(self, *, stale_after: float) -> bool:
+        """Its writes were more than ``stale_after`` seconds behind the exchange (p99, lately)."""
+        return self.lag_p99_ms is not None and self.lag_p99_ms > stale_after * 1000
+
     def is_fresh(self, *, stale_after: float, now_ms: int | None = None) -> bool:
-        """Live, written recently, and a ticker arrived within ``stale_after`` seconds."""
+        """Live, written recently, a ticker within ``stale_after`` seconds, and not lagging past it.
+
+        The feed marks itself stale by the same rule (``feed_state``); readers apply it again
+        with their own ``stale_after``, so that a feed that stopped writing is not taken as live.
+        """
         now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
         age = self.last_message_age(now_ms)
         written_recently = (now_ms - self.updated_ts) / 1000 <= stale_after
-        return self.state == "live" and written_recently and age is not None and age <= stale_after
+        return (
+            self.state == "live"
+            and written_recently
+            and age is not None
+            and age <= stale_after
+            and not self.lagging(stale_after=stale_after)
+        )
 
 
 def read_feed_status(client: redis.Redis, asset: str) -> FeedStatus | None:

@@ -104,10 +104,32 @@ def test_switching_asset_and_expiry_shows_that_chain(live_stack: LiveStack, page
     assert page.errors == []
 
 
-def test_the_indicator_shows_reconnecting_then_live_when_the_simulator_drops_the_feed(
+def test_the_indicator_shows_the_lag_and_reconnecting_then_live_when_the_simulator_drops_the_feed(
     live_stack: LiveStack, page: Any
 ) -> None:
     open_chain(page, live_stack)
+    indicator, lag = page.locator("#indicator"), page.locator("#indicator .indicator-lag")
+    # The feed's real median lag next to the state; p50 and p99 in the tooltip.
+    expect(lag).to_have_text(re.compile(r"^· lag (\d+ ms|\d+\.\d s)$"))
+    expect(indicator).to_have_attribute("title", re.compile(r"p50 \S+ m?s, p99 \S+ m?s"))
+    screenshot(page, "indicator-live-lag")
+
+    # The page re-reads the lag every 5 s. No real feed here falls 15 s behind, so the poll's answer
+    # is made to: a p99 past FEED_STALE_AFTER is stale, with the p99 shown, until the figures recover.
+    def lagging(route: Any) -> None:
+        body = route.fetch().json()
+        for tab in body["assets"]:
+            if tab["symbol"] == "BTC":
+                tab["lag_p99_ms"] = 16_200.0
+        route.fulfill(json=body)
+
+    page.route("**/chain/indexes.json", lagging)
+    expect(indicator).to_have_attribute("data-state", "stale", timeout=12_000)
+    expect(lag).to_have_text("· lag p99 16.2 s")
+    screenshot(page, "indicator-stale-lag")
+    page.unroute("**/chain/indexes.json")
+    expect(indicator).to_have_attribute("data-state", "live", timeout=12_000)
+
     # Refused for 3 s, so that the feed's reconnection takes long enough to be seen.
     live_stack.simulator.refuse_connections(seconds=3)
     assert live_stack.simulator.drop_connections() >= 1

@@ -88,6 +88,7 @@ async def test_it_sends_a_snapshot_of_the_whole_chain_on_connect(fill: Callable[
     assert all(expiry["settles"] for expiry in snapshot["expiries"])
     assert snapshot["feed"]["state"] == "live"
     assert snapshot["feed"]["index_price"] == 110_000.0
+    assert (snapshot["feed"]["lag_p50_ms"], snapshot["feed"]["lag_p99_ms"]) == (182.0, 431.0)
     await client.disconnect()
 
 
@@ -446,5 +447,11 @@ async def test_a_contract_listed_before_its_first_ticker_has_no_quotes_in_the_sn
     assert snapshot["rows"] == sorted(
         (static_row(contract) for contract in contracts), key=lambda row: (row["strike"], row["type"], row["settle"])
     )
-    assert snapshot["feed"] == {"state": None, "index_price": None, "last_message_ts": None}
+    assert snapshot["feed"] == {
+        "state": None,
+        "index_price": None,
+        "last_message_ts": None,
+        "lag_p50_ms": None,
+        "lag_p99_ms": None,
+    }
     await client.disconnect()

@@ -55,6 +55,7 @@ def test_the_chain_page_has_a_tab_per_enabled_asset_and_its_live_config(
     assert config["asset"] == "BTC"
     assert config["socket_path"] == "/ws/chain/BTC/"
     assert config["indexes_url"] == "/chain/indexes.json"
+    assert config["stale_after_ms"] == 15_000
     assert [tab["symbol"] for tab in config["assets"]] == ["BTC", "ETH"]
     assert config["assets"][0]["index_price"] == 110_000.0
     assert config["assets"][0]["state"] == "live"
@@ -79,11 +80,21 @@ def test_it_answers_404_for_an_unknown_or_disabled_asset(client: Client, path: s
     assert message in response.content.decode()
 
 
-def test_the_index_prices_of_the_tabs_come_from_the_feeds(client: Client, fill: Callable[..., list[Any]]) -> None:
+def test_the_index_prices_of_the_tabs_and_the_lags_come_from_the_feeds(
+    client: Client, fill: Callable[..., list[Any]]
+) -> None:
     fill("ETH", limit_expiries=1)
     response = client.get("/chain/indexes.json")
     assert response.status_code == 200
     assets = {tab["symbol"]: tab for tab in response.json()["assets"]}
     assert set(assets) == {"BTC", "ETH", "SOL"}
-    assert assets["ETH"] == {"symbol": "ETH", "label": "Ethereum", "index_price": 4400.0, "state": "live"}
+    assert assets["ETH"] == {
+        "symbol": "ETH",
+        "label": "Ethereum",
+        "index_price": 4400.0,
+        "state": "live",
+        "lag_p50_ms": 182.0,
+        "lag_p99_ms": 431.0,
+    }
     assert assets["BTC"]["index_price"] is None
+    assert assets["BTC"]["lag_p50_ms"] is None

@@ -48,6 +48,11 @@ def test_it_describes_every_route_once_in_openapi_3(client: Client) -> None:
     mark_iv = schema["components"]["schemas"]["OptionRow"]["properties"]["mark_iv"]
     assert mark_iv["nullable"] is True
     assert "0.4896 is 48.96 %" in mark_iv["description"]
+    feed_figures = schema["components"]["schemas"]["FeedFigures"]["properties"]
+    for lag in ("lag_p50_ms", "lag_p99_ms"):
+        assert feed_figures[lag]["type"] == "number"
+        assert feed_figures[lag]["nullable"] is True
+        assert lag in schema["components"]["schemas"]["FeedFigures"]["required"]
 
 
 def test_it_serves_the_interactive_docs_from_its_own_static_files(client: Client) -> None:

@@ -49,6 +49,8 @@ def test_it_reports_contract_counts_feed_figures_and_redis_memory(
         "rejected_frames": 1,
         "connections": 1,
         "subscribed": 100,
+        "lag_p50_ms": 182.0,
+        "lag_p99_ms": 431.0,
         "uptime_seconds": pytest.approx(60, abs=5),
     }
     assert assets["SOL"]["feed"]["state"] == "stale"
@@ -56,10 +58,18 @@ def test_it_reports_contract_counts_feed_figures_and_redis_memory(
     assert (assets["SOL"]["feed"]["reconnects"], assets["SOL"]["feed"]["rejected_frames"]) == (7, 3)
     assert assets["ETH"]["contracts"] == 0
     assert assets["ETH"]["feed"]["state"] is None
+    assert (assets["ETH"]["feed"]["lag_p50_ms"], assets["ETH"]["feed"]["lag_p99_ms"]) == (None, None)
     assert body["redis"]["used_memory"] > 0
     assert body["redis"]["used_memory_human"]
     assert body["redis"]["uptime_seconds"] >= 0
     assert body["uptime_seconds"] > 0
+
+
+def test_it_reports_no_lag_before_the_feeds_first_write(client: Client, redis_client: redis.Redis) -> None:
+    write_status(redis_client, asset="BTC", state="connecting", last_message_ts=0, lag_p50_ms=None, lag_p99_ms=None)
+    assets = {entry["asset"]: entry for entry in client.get("/api/stats/").json()["assets"]}
+    assert assets["BTC"]["feed"]["state"] == "connecting"
+    assert (assets["BTC"]["feed"]["lag_p50_ms"], assets["BTC"]["feed"]["lag_p99_ms"]) == (None, None)
 
 
 def test_it_reports_a_disabled_asset_as_disabled(client: Client, django_capture_on_commit_callbacks) -> None:
@@ -97,6 +107,42 @@ def test_it_follows_the_configured_staleness_limit(
     assert client.get("/api/health/").status_code == 200
     settings.FEED_STALE_AFTER = 5.0
     assert client.get("/api/health/").json()["problems"] == ["feed ETH: last ticker 10.0 s ago (limit 5 s)"]
+
+
+def test_it_turns_unhealthy_when_a_feeds_writes_lag_past_the_limit(
+    client: Client, all_feeds_live: None, redis_client
+) -> None:
+    # As the feed writes it: its tickers keep coming, but it marks itself stale by its lag.
+    write_status(redis_client, asset="ETH", state="stale", lag_p50_ms=9_800.0, lag_p99_ms=15_200.0)
+    response = client.get("/api/health/")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["problems"] == ["feed ETH: lag p99 15.2 s (limit 15 s)"]
+    assert body["feeds"]["ETH"]["fresh"] is False
+    assert body["feeds"]["BTC"]["fresh"] is True
+    stats = {entry["asset"]: entry for entry in client.get("/api/stats/").json()["assets"]}
+    assert stats["ETH"]["feed"]["lag_p99_ms"] == 15_200.0
+    assert stats["ETH"]["feed"]["fresh"] is False
+
+
+def test_it_stays_healthy_while_the_lag_is_within_the_limit(client: Client, all_feeds_live: None, redis_client) -> None:
+    write_status(redis_client, asset="ETH", lag_p50_ms=2_000.0, lag_p99_ms=14_900.0)
+    response = client.get("/api/health/")
+    assert response.status_code == 200
+    assert response.json()["feeds"]["ETH"]["fresh"] is True
+
+
+def test_it_holds_the_lag_to_its_own_staleness_limit_too(
+    client: Client, all_feeds_live: None, redis_client, settings: SettingsWrapper
+) -> None:
+    """A feed running with another FEED_STALE_AFTER still says live; the web process judges by its own."""
+    write_status(redis_client, asset="ETH", lag_p99_ms=6_000.0)
+    assert client.get("/api/health/").status_code == 200
+    settings.FEED_STALE_AFTER = 5.0
+    response = client.get("/api/health/")
+    assert response.status_code == 503
+    assert response.json()["problems"] == ["feed ETH: lag p99 6.0 s (limit 5 s)"]
+    assert client.get("/api/chain/ETH/").json()["feed"]["fresh"] is False
 
 
 def test_it_names_every_unhealthy_feed_and_why(client: Client, all_feeds_live: None, redis_client) -> None:

@@ -11,7 +11,8 @@ import { ChainTable, forwardOf } from "./table.js";
 const config = JSON.parse(document.getElementById("chain-config").textContent);
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const STALE_AFTER_MS = 15000; // as the ingest's FEED_STALE_AFTER: silence this long is not "live"
+// FEED_STALE_AFTER, as the feed and /api/health/ apply it: silence this long, or a lag p99 past it, is not "live".
+const STALE_AFTER_MS = config.stale_after_ms;
 
 const state = {
   mode: params.get("view") === "flat" ? "flat" : "chain",
@@ -182,21 +183,37 @@ function renderSummary(forward) {
   if ($("summary").textContent !== text) $("summary").textContent = text;
 }
 
+const INDICATOR_TEXTS = { live: "Live", stale: "Stale", reconnecting: "Reconnecting…", connecting: "Connecting…", stopped: "Stopped" };
+
 function renderIndicator() {
   let status;
   const feed = state.feed?.state;
+  const p50 = state.feed?.lag_p50_ms ?? null;
+  const p99 = state.feed?.lag_p99_ms ?? null;
+  const lagging = p99 != null && p99 > STALE_AFTER_MS;
   if (state.connection === "refused") status = "stopped";
   else if (state.connection !== "open") status = state.everLive || state.lastFrameAt ? "reconnecting" : "connecting";
-  else if (feed === "live") status = Date.now() - state.lastFrameAt > STALE_AFTER_MS ? "stale" : "live";
+  else if (feed === "live") status = lagging || Date.now() - state.lastFrameAt > STALE_AFTER_MS ? "stale" : "live";
   else if (feed === "connecting") status = state.everLive ? "reconnecting" : "connecting";
   else if (feed === "stale" || feed === "stopped") status = feed;
   else status = "connecting"; // no feed has run for this asset yet
+  // The median lag next to the state; the p99 instead when it is what makes the feed stale.
+  let lag = "";
+  if (status === "live" || status === "stale") {
+    if (lagging) lag = `· lag p99 ${format.lag(p99)}`;
+    else if (p50 != null) lag = `· lag ${format.lag(p50)}`;
+  }
+  const title = [
+    p50 != null ? `Lag, exchange → stored, over the last 10 s: p50 ${format.lag(p50)}, p99 ${format.lag(p99)}` : "",
+    state.feed?.last_message_ts ? `Last exchange message ${new Date(state.feed.last_message_ts).toISOString()}` : "",
+  ].filter(Boolean).join("\n");
   const indicator = $("indicator");
-  if (indicator.dataset.state === status) return;
+  const lagElement = indicator.querySelector(".indicator-lag");
+  if (indicator.dataset.state === status && lagElement.textContent === lag && indicator.title === title) return;
   indicator.dataset.state = status;
-  const texts = { live: "Live", stale: "Stale", reconnecting: "Reconnecting…", connecting: "Connecting…", stopped: "Stopped" };
-  indicator.querySelector(".indicator-text").textContent = texts[status];
-  indicator.title = state.feed?.last_message_ts ? `Last exchange message ${new Date(state.feed.last_message_ts).toISOString()}` : "";
+  indicator.querySelector(".indicator-text").textContent = INDICATOR_TEXTS[status];
+  lagElement.textContent = lag;
+  indicator.title = title;
 }
 
 function renderExpiries() {
@@ -328,14 +345,22 @@ function exportCsv() {
   setTimeout(() => URL.revokeObjectURL(link.href), 1000);
 }
 
-// --- the other assets' index prices, and the clocks --------------------------------
+// --- the other assets' index prices, this feed's lag, and the clocks ----------------
+
+// The WebSocket carries the lag in snapshots only (state changes come as status frames): the
+// figures are refreshed from the same poll as the other assets' index prices.
+function setLag(tab) {
+  state.feed = { ...state.feed, lag_p50_ms: tab.lag_p50_ms, lag_p99_ms: tab.lag_p99_ms };
+  renderIndicator();
+}
 
 async function refreshIndexes() {
   try {
     const response = await fetch(config.indexes_url, { headers: { Accept: "application/json" } });
     if (!response.ok) return;
     for (const tab of (await response.json()).assets) {
-      if (tab.symbol !== config.asset && tab.index_price != null) setIndex(tab.symbol, tab.index_price);
+      if (tab.symbol === config.asset) setLag(tab);
+      else if (tab.index_price != null) setIndex(tab.symbol, tab.index_price);
     }
   } catch {
     // Offline: the indicator says so already.

@@ -52,6 +52,12 @@ export function strike(value) {
   return value == null ? EMPTY : String(value);
 }
 
+// A feed's lag, given in ms: "180 ms", "1.2 s", "16.2 s".
+export function lag(ms) {
+  if (ms == null) return EMPTY;
+  return Math.round(ms) < 1000 ? `${Math.round(ms)} ms` : `${fixed(1).format(ms / 1000)} s`;
+}
+
 // Time left to delivery (08:00 UTC): "2d 4h", "5h 12m", "12m", "delivered".
 export function timeLeft(deliveryMs, nowMs = Date.now()) {
   const minutes = Math.floor((deliveryMs - nowMs) / 60000);

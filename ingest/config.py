@@ -26,6 +26,8 @@ class FeedSettings:
     ping_timeout: int = 10
     # The lag percentiles in the feed status cover this many seconds of writes.
     lag_window: float = 10.0
+    # Also keep one Redis hash per contract, field by field (docs/redis.md).
+    contract_hashes: bool = False
 
     @classmethod
     def from_django(cls) -> FeedSettings:
@@ -38,4 +40,5 @@ class FeedSettings:
             stale_after=settings.FEED_STALE_AFTER,
             silence_timeout=settings.FEED_SILENCE_TIMEOUT,
             refresh_interval=settings.FEED_REFRESH_INTERVAL,
+            contract_hashes=settings.FEED_CONTRACT_HASHES,
         )

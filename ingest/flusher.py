@@ -167,11 +167,14 @@ class Flusher:
             self._apply(symbol, snapshot)
         rows = [self._rows[symbol] for symbol in self._unstored]
         now = time.monotonic()
-        renew_ttl = {row["symbol"] for row in rows if self._ttl_due.get(row["symbol"], 0.0) < now}
+        hashes = self.settings.contract_hashes
+        renew_ttl = {row["symbol"] for row in rows if self._ttl_due.get(row["symbol"], 0.0) < now} if hashes else set()
         if rows:
             self.status.index_price = rows[-1]["index_price"] or self.status.index_price
         self._update_status(now)
-        commands = row_commands(asset=self.asset, rows=rows, previous=self._stored, renew_ttl=renew_ttl)
+        commands = row_commands(
+            asset=self.asset, rows=rows, previous=self._stored, renew_ttl=renew_ttl, contract_hashes=hashes
+        )
         commands.append(feed_status_command(asset=self.asset, status=self.status.to_redis()))
         execute_packed(self.client, commands)
         written_ms = now_ms()

@@ -90,14 +90,18 @@ def write_rows(
     rows: Iterable[ContractRow],
     previous: Mapping[str, ContractRow] | None = None,
     renew_ttl: Container[str] = (),
+    contract_hashes: bool = False,
 ) -> int:
-    """Queue the rows' contract hashes and chain entries on ``pipe``; returns how many.
+    """Queue the rows' chain entries (and contract hashes) on ``pipe``; returns how many.
 
     The feed sends the same commands with ``execute_packed`` (``row_commands``); this is for
     everything else that writes rows (tests, benchmarks, scripts).
     """
     rows = list(rows)
-    for command in row_commands(asset=asset, rows=rows, previous=previous, renew_ttl=renew_ttl):
+    commands = row_commands(
+        asset=asset, rows=rows, previous=previous, renew_ttl=renew_ttl, contract_hashes=contract_hashes
+    )
+    for command in commands:
         pipe.execute_command(*command)
     return len(rows)
 
@@ -108,14 +112,16 @@ def row_commands(
     rows: Iterable[ContractRow],
     previous: Mapping[str, ContractRow] | None = None,
     renew_ttl: Container[str] = (),
+    contract_hashes: bool = False,
 ) -> list[RedisCommand]:
-    """The commands that store ``rows``: contract hashes, then the chain entries and a new revision.
+    """The commands that store ``rows``: the chain entries and a new revision, after the
+    contract hashes when ``contract_hashes`` (``FEED_CONTRACT_HASHES``) asks for them.
 
-    With ``previous`` (the rows as Redis holds them), a contract hash gets only the fields
-    that changed: most fields (the contract's identity, 24 h figures) rarely change, and
-    each one sent costs the feed a conversion to text and the packing of two arguments. A
-    contract written for the first time gets every field and its TTL; ``renew_ttl`` names
-    the others whose TTL is due.
+    The hashes copy the chain entries field by field, for scripts that read single fields;
+    they cost ~20 of a flush's ~26 us per row (docs/benchmarks.md), hence opt-in. With
+    ``previous`` (the rows as Redis holds them), a contract hash gets only the fields that
+    changed; a contract written for the first time gets every field and its TTL;
+    ``renew_ttl`` names the others whose TTL is due.
     """
     previous = previous or {}
     commands: list[RedisCommand] = []
@@ -123,6 +129,9 @@ def row_commands(
     key_prefix = contract_key("")  # read the setting once, not once per row
     for row in rows:
         symbol = row["symbol"]
+        chain += (symbol, orjson.dumps(row))
+        if not contract_hashes:
+            continue
         key = key_prefix + symbol
         before = previous.get(symbol)
         if before is None or before["ts"] is None:
@@ -139,7 +148,6 @@ def row_commands(
                 commands.append(tuple(arguments))
             if symbol in renew_ttl:
                 commands.append(("EXPIRE", key, CONTRACT_TTL_SECONDS))
-        chain += (symbol, orjson.dumps(row))
     if len(chain) > 2:
         commands.append(tuple(chain))
         commands.append(chain_revision_command(asset=asset))

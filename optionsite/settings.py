@@ -151,6 +151,9 @@ FEED_STALE_AFTER = env_float("FEED_STALE_AFTER", 15.0, minimum=1.0)
 FEED_SILENCE_TIMEOUT = env_float("FEED_SILENCE_TIMEOUT", 10.0, minimum=1.0)
 FEED_REFRESH_INTERVAL = env_float("FEED_REFRESH_INTERVAL", 300.0, minimum=5.0)
 FEED_LEASE_TTL = env_float("FEED_LEASE_TTL", 15.0, minimum=3.0)
+# One Redis hash per contract besides its chain entry, for scripts that read single fields
+# (docs/redis.md); off by default: it is most of the cost of a feed's writes.
+FEED_CONTRACT_HASHES = env_bool("FEED_CONTRACT_HASHES", False)
 # Feed worker processes `make demo`/`make run` and the Docker worker start (optionsite/devstack.py):
 # one per core, since each process has an interpreter lock of its own.
 FEED_PROCESSES = env_int("FEED_PROCESSES", os.cpu_count() or 1, minimum=1, maximum=64)

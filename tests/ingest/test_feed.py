@@ -95,7 +95,7 @@ def live_with_every_topic(feed: RunningFeed, simulator: RunningSimulator, count:
 def test_it_stores_every_contract_with_its_ticker_values(start_simulator, start_feed) -> None:
     simulator = start_simulator(assets=("BTC",))
     symbols = simulator.live_symbols("BTC")
-    feed = start_feed(simulator)
+    feed = start_feed(simulator, contract_hashes=True)
     poll(lambda: len([r for r in feed.chain().values() if r["ts"]]) == len(symbols), timeout=15)
 
     chain = feed.chain()
@@ -114,9 +114,19 @@ def test_it_stores_every_contract_with_its_ticker_values(start_simulator, start_
     usdc = [s for s in symbols if not s.endswith("-USDT")]
     assert usdc
     assert all(f"{s}-USDT" in chain for s in usdc[:20])
+    # FEED_CONTRACT_HASHES: the same row, field by field, for scripts.
+    poll(lambda: feed.client.hget(contract_key(usdc[0]), "ts") == str(feed.chain()[usdc[0]]["ts"]).encode(), timeout=5)
     one = feed.client.hgetall(contract_key(usdc[0]))
     assert one[b"settle"] == b"USDC"
     assert float(one[b"mark_iv"]) > 0
+
+
+def test_it_writes_no_contract_hashes_unless_asked(start_simulator, start_feed, redis_client) -> None:
+    simulator = start_simulator(assets=("SOL",))
+    symbols = simulator.live_symbols("SOL")
+    feed = start_feed(simulator, asset="SOL")
+    poll(lambda: len([r for r in feed.chain().values() if r["ts"]]) == len(symbols), timeout=15)
+    assert not any(redis_client.exists(contract_key(symbol)) for symbol in symbols)
 
 
 def test_its_values_match_the_exchanges_rest_tickers(start_simulator, start_feed, pybit_http) -> None:

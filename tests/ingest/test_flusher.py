@@ -39,7 +39,7 @@ def flusher(redis_client: redis.Redis) -> Iterator[tuple[Flusher, LatestSnapshot
     contracts = [parse_symbol(symbol) for symbol in SYMBOLS]
     flusher = Flusher(
         asset="BTC",
-        settings=FeedSettings(ws_url="ws://unused/v5/public/option", rest_url="http://unused"),
+        settings=FeedSettings(ws_url="ws://unused/v5/public/option", rest_url="http://unused", contract_hashes=True),
         client=redis_client,
         channel_layer=None,
         snapshots=snapshots,

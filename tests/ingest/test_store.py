@@ -51,7 +51,7 @@ def test_it_writes_every_field_first_then_only_what_changed(redis_client: redis.
     [listed] = sync_instruments(redis_client, asset=asset, contracts=[parse_symbol(SYMBOLS[0])]).listed
     first = apply_ticker(listed, {"markPrice": "100", "markPriceIv": "0.5", "bidPrice": "0"}, ts=1, received_ts=2)
     pipe = redis_client.pipeline()
-    write_rows(pipe, asset=asset, rows=[first], previous={first["symbol"]: listed})
+    write_rows(pipe, asset=asset, rows=[first], previous={first["symbol"]: listed}, contract_hashes=True)
     pipe.execute()
     stored = redis_client.hgetall(contract_key(first["symbol"]))
     assert stored[b"mark_price"] == b"100.0"
@@ -63,7 +63,7 @@ def test_it_writes_every_field_first_then_only_what_changed(redis_client: redis.
     redis_client.hset(contract_key(first["symbol"]), "strike", "tampered")
     second = apply_ticker(first, {"markPrice": "101"}, ts=2, received_ts=3)
     pipe = redis_client.pipeline()
-    write_rows(pipe, asset=asset, rows=[second], previous={first["symbol"]: first})
+    write_rows(pipe, asset=asset, rows=[second], previous={first["symbol"]: first}, contract_hashes=True)
     pipe.execute()
     stored = redis_client.hgetall(contract_key(first["symbol"]))
     assert stored[b"mark_price"] == b"101.0"
@@ -73,11 +73,26 @@ def test_it_writes_every_field_first_then_only_what_changed(redis_client: redis.
     assert orjson.loads(redis_client.hget(chain_key(asset), first["symbol"]) or b"null")["mark_price"] == 101.0
 
 
+def test_without_contract_hashes_the_chain_entry_is_the_contracts_only_record(
+    redis_client: redis.Redis, asset: str
+) -> None:
+    [listed] = sync_instruments(redis_client, asset=asset, contracts=[parse_symbol(SYMBOLS[0])]).listed
+    row = apply_ticker(listed, {"markPrice": "100", "markPriceIv": "0.5"}, ts=1, received_ts=2)
+    pipe = redis_client.pipeline()
+    assert write_rows(pipe, asset=asset, rows=[row], previous={row["symbol"]: listed}) == 1
+    pipe.execute()
+    assert not redis_client.exists(contract_key(row["symbol"]))
+    assert orjson.loads(redis_client.hget(chain_key(asset), row["symbol"]) or b"null") == row
+
+
 def test_purge_removes_every_key_of_the_asset(redis_client: redis.Redis, asset: str) -> None:
     change = sync_instruments(redis_client, asset=asset, contracts=[parse_symbol(s) for s in SYMBOLS])
     pipe = redis_client.pipeline()
     write_rows(
-        pipe, asset=asset, rows=[apply_ticker(row, {"markPrice": "1"}, ts=1, received_ts=1) for row in change.listed]
+        pipe,
+        asset=asset,
+        rows=[apply_ticker(row, {"markPrice": "1"}, ts=1, received_ts=1) for row in change.listed],
+        contract_hashes=True,
     )
     pipe.execute()
     purge_asset(redis_client, asset=asset)

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import redis
 
@@ -141,8 +142,10 @@ class Stack:
     Each ``start`` call is a group: groups stop in reverse order, the processes of one group together.
     """
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *, output: TextIO | None = None) -> None:
+        """``output`` receives the interleaved lines (default: our stdout)."""
         self.env = env
+        self.output = output
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.groups: list[list[str]] = []
         self.ready: dict[str, threading.Event] = {}
@@ -170,8 +173,9 @@ class Stack:
         assert process.stdout is not None
         for raw in process.stdout:
             line = raw.decode(errors="replace").rstrip()
-            sys.stdout.write(f"{service.name:<{self._width}} | {line}\n")
-            sys.stdout.flush()
+            output = self.output or sys.stdout
+            output.write(f"{service.name:<{self._width}} | {line}\n")
+            output.flush()
             if service.ready_line_ends and line.endswith(service.ready_line_ends):
                 self.ready[service.name].set()
 

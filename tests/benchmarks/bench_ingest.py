@@ -1,25 +1,40 @@
-"""Ingest benchmark: 2,000 contracts x 10 pushes/s from the simulator's bench mode into Redis.
+"""Ingest benchmark: can the feed keep up with Bybit's full rate, as a ratio to pybit's own receive path?
 
-Three parts, each against a simulator in a process of its own (so that the generator does
-not share a core's time with the consumer):
+Every part runs in this one invocation, so that its figures can be compared with the reference
+measured minutes before on the same machine (whose speed drifts ~2x from day to day):
 
-1. pybit alone: one ``OptionSocket`` whose frame handler only counts, the simulator pushing
-   as fast as the socket drains: the ceiling of the receive path on this machine.
-2. the feed at 20,000 msg/s for ``BENCH_SECONDS`` (default 60): messages processed per
-   second, whether it keeps up (received vs sent, lag trend), freshness lag (exchange ``ts``
-   → the flush pipeline that made it visible in Redis has completed) p50/p99, CPU, peak RSS.
-3. the highest rate it keeps up with: short steps at rising rates.
+1. the reference: stock pybit (its own ``WebSocket``, ``json`` parsing, topic dispatch) with a
+   callback that only counts, the simulator pushing as fast as the socket drains; beside it the
+   project's transport alone (``ingest.bybit.OptionSocket``: pybit's socket, orjson parsing);
+2. one feed process (``manage.py run_feed BTC``: the feed as a worker runs it, with the channel
+   layer) on 2,000 contracts: as fast as the socket drains (its capacity, ÷ the reference), then at
+   fixed rates (does it keep up: everything received, no reader dropped, freshness p99);
+3. the default stack, ``make demo``'s process layout (simulator, feed workers, beat, web) with
+   BTC, ETH and SOL at the full rate, 10 pushes a second for every listed contract: received ÷
+   offered, skipped, readers dropped, freshness, CPU and peak RSS of every process;
+4. the highest total rate with one and with two feed processes (two assets of 2,000 contracts).
 
-Run: ``make bench`` or ``python -m tests.benchmarks ingest``. Figures go to docs/benchmarks.md by hand.
+Freshness is measured from outside the feed: a sampler polls each asset's chain revision every
+10 ms and, when it moves, reads the chain entries of 200 sampled contracts; a changed ``ts`` was made
+visible between two polls, so ``poll time - ts`` is its exchange ``ts`` → visible in Redis.
+
+Run: ``make bench`` or ``python -m tests.benchmarks ingest`` (``BENCH_SECONDS``, default 30, per
+measured part). Figures go to docs/benchmarks.md by hand.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import platform
 import secrets
+import subprocess
+import sys
 import threading
 import time
 from array import array
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -29,17 +44,19 @@ import psutil
 
 from optionsite.devstack import ensured_redis
 
+BASE_DIR = Path(__file__).resolve().parents[2]
 CONTRACTS = 2000
+SAMPLED_CONTRACTS = 200
 
 
-def bench_symbols(today: date) -> list[str]:
-    """2,000 BTC contracts: 5 Friday expiries x 100 strikes x call/put x USDT/USDC."""
+def bench_symbols(today: date, base: str = "BTC") -> list[str]:
+    """2,000 contracts of ``base``: 5 Friday expiries x 100 strikes x call/put x USDT/USDC."""
     friday = today + timedelta(days=(4 - today.weekday()) % 7 + 7)
     expiries = [friday + timedelta(weeks=week) for week in range(5)]
     from ingest.symbols import format_symbol
 
     return [
-        format_symbol(base="BTC", expiry=expiry, strike=60_000 + 1_000 * step, option_type=kind, settle=settle)
+        format_symbol(base=base, expiry=expiry, strike=60_000 + 1_000 * step, option_type=kind, settle=settle)
         for expiry in expiries
         for step in range(100)
         for kind in ("call", "put")
@@ -47,11 +64,11 @@ def bench_symbols(today: date) -> list[str]:
     ]
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return float("nan")
+def percentile(values: Any, fraction: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+    if not ordered:
+        return float("nan")
+    return float(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))])
 
 
 def cpu_seconds(process: psutil.Process) -> float:
@@ -59,123 +76,393 @@ def cpu_seconds(process: psutil.Process) -> float:
     return times.user + times.system
 
 
-def pybit_alone(symbols_file: Path, seconds: float) -> dict[str, float]:
-    from ingest.bybit import OptionSocket
-    from ingest.connections import subscription_requests
-    from ingest.simulator import SimulatorConfig, run_simulator_process
+def machine_line() -> str:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return (
+        f"machine: {os.cpu_count()} cores ({model or platform.processor()}), "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}; "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {load}"
+    )
 
-    config = SimulatorConfig(assets=("BTC",), symbols_file=symbols_file, bench=True, rate_hz=0, log_level="WARNING")
-    with run_simulator_process(config) as simulator:
-        count = [0]
 
-        def on_frame(frame: dict[str, Any]) -> None:
-            count[0] += 1
+# --- 1. the reference -------------------------------------------------------------------------
 
-        socket = OptionSocket(url=simulator.ws_url, on_frame=on_frame, on_bad_frame=lambda why: None)
+
+def count_only_rate(ws_url: str, symbols: list[str], *, seconds: float, stock: bool) -> tuple[float, float]:
+    """(msg/s, µs CPU per message) of a socket whose handler only counts: stock pybit, or ours."""
+    count = [0]
+
+    def counted(_: Any) -> None:
+        count[0] += 1
+
+    if stock:
+        from pybit.unified_trading import WebSocket
+
+        class LoopbackWebSocket(WebSocket):
+            def _connect(self, url: str) -> None:
+                super()._connect(ws_url)
+
+        socket: Any = LoopbackWebSocket(testnet=False, channel_type="option")
+        for start in range(0, len(symbols), 500):  # pybit sends one request per call: keep it within Bybit's limit
+            socket.ticker_stream(symbol=symbols[start : start + 500], callback=counted)
+        close = socket.exit
+    else:
+        from ingest.bybit import OptionSocket
+        from ingest.connections import subscription_requests
+
+        socket = OptionSocket(url=ws_url, on_frame=counted, on_bad_frame=lambda why: None)
         socket.open()
-        topics = [f"tickers.{symbol}" for symbol in simulator.live_symbols("BTC")[:CONTRACTS]]
-        for chunk in subscription_requests(topics, per_request=500, max_chars=21_000):
+        for chunk in subscription_requests([f"tickers.{s}" for s in symbols], per_request=500, max_chars=21_000):
             socket.send_json({"op": "subscribe", "args": chunk})
+        close = socket.close
+    try:
         time.sleep(2)
         me = psutil.Process()
         start_count, start_cpu, started = count[0], cpu_seconds(me), time.monotonic()
         time.sleep(seconds)
-        elapsed = time.monotonic() - started
         received = count[0] - start_count
         cpu = cpu_seconds(me) - start_cpu
-        socket.close()
-    return {"msg_per_s": received / elapsed, "cpu_us_per_msg": cpu / max(received, 1) * 1e6}
+        return received / (time.monotonic() - started), cpu / max(received, 1) * 1e6
+    finally:
+        close()
 
 
-class Run:
-    """One feed run against a simulator pushing at ``rate_hz`` per contract."""
+# --- freshness, from outside ------------------------------------------------------------------
 
-    def __init__(self, symbols_file: Path, rate_hz: float, seconds: float, warmup: float = 5.0) -> None:
-        self.symbols_file = symbols_file
-        self.rate_hz = rate_hz
-        self.seconds = seconds
-        self.warmup = warmup
-        # Compact arrays, so that the harness does not inflate the RSS it measures.
-        self.lag_at = array("d")  # monotonic time of the flush
-        self.lags = array("d")  # exchange ts → written, ms
-        self.samples: list[dict[str, float]] = []
-        self._measuring = False
 
-    def observe(self, rows: list[Any], written_ms: int) -> None:
-        if not self._measuring:
-            return
-        now = time.monotonic()
-        self.lags.extend(written_ms - row["ts"] for row in rows)
-        self.lag_at.extend(now for _ in rows)
+class FreshnessSampler(threading.Thread):
+    """Exchange ``ts`` → visible in Redis, for a sample of each asset's contracts (module docstring)."""
 
-    def run(self) -> dict[str, Any]:
-        from django.conf import settings
-
-        from ingest.bybit import fetch_option_contracts
-        from ingest.feed import AssetFeed, FeedSettings
-        from ingest.simulator import SimulatorConfig, run_simulator_process
-        from ingest.store import purge_asset
+    def __init__(self, assets: list[str], *, poll: float = 0.01) -> None:
+        super().__init__(name="freshness", daemon=True)
         from optionsite.redis_client import redis_connection
 
-        config = SimulatorConfig(
-            assets=("BTC",), symbols_file=self.symbols_file, bench=True, rate_hz=self.rate_hz, log_level="WARNING"
-        )
-        client = redis_connection()
-        with run_simulator_process(config) as simulator:
-            feed = AssetFeed(
-                asset="BTC",
-                settings=FeedSettings(
-                    ws_url=simulator.ws_url, rest_url=simulator.rest_url, flush_interval=settings.FEED_FLUSH_INTERVAL
-                ),
-                client=client,
-                channel_layer=None,
-                flush_observer=self.observe,
-                # The simulator lists its own expiry ladder on top of the file: take exactly 2,000.
-                fetch_contracts=lambda: fetch_option_contracts(asset="BTC", rest_url=simulator.rest_url)[:CONTRACTS],
-            )
-            thread = threading.Thread(target=feed.run, daemon=True)
-            thread.start()
-            time.sleep(self.warmup)
-            me = psutil.Process()
-            self._measuring = True
-            start_received = sum(shard.messages for shard in feed.shards)
-            start_sent = simulator.state()["messages_sent"]
-            start_cpu, started = cpu_seconds(me), time.monotonic()
-            peak_rss = me.memory_info().rss
-            while time.monotonic() - started < self.seconds:
-                time.sleep(1)
-                peak_rss = max(peak_rss, me.memory_info().rss)
-            elapsed = time.monotonic() - started
-            received = sum(shard.messages for shard in feed.shards) - start_received
-            state = simulator.state()
-            sent = state["messages_sent"] - start_sent
-            cpu = cpu_seconds(me) - start_cpu
-            self._measuring = False
-            feed.stop()
-            thread.join(timeout=15)
-        purge_asset(client, asset="BTC")
-        lags = list(self.lags)
-        third = elapsed / 3
-        first = [lag for at, lag in zip(self.lag_at, self.lags, strict=True) if at - started < third]
-        last = [lag for at, lag in zip(self.lag_at, self.lags, strict=True) if at - started > 2 * third]
-        return {
-            "contracts": feed.status.instruments,
-            "rate_hz": self.rate_hz,
-            "sent_per_s": sent / elapsed,
-            "received_per_s": received / elapsed,
-            "skipped_by_simulator": state.get("messages_skipped", 0),
-            "lag_p50_ms": percentile(lags, 0.50),
-            "lag_p99_ms": percentile(lags, 0.99),
-            "lag_p99_first_third_ms": percentile(first, 0.99),
-            "lag_p99_last_third_ms": percentile(last, 0.99),
-            "rows_written_per_s": len(lags) / elapsed,
-            "cpu_percent": 100 * cpu / elapsed,
-            "peak_rss_mb": peak_rss / 2**20,
+        self.client = redis_connection()
+        self.assets = assets
+        self.poll = poll
+        self.lags = array("d")
+        self.measuring = False
+        self._stopping = threading.Event()
+        self._samples: dict[str, list[str]] = {}
+
+    def run(self) -> None:
+        import orjson
+
+        from ingest.keys import chain_key, chain_revision_key, contracts_key
+        from optionsite.redis_client import texts
+
+        revisions: dict[str, Any] = {}
+        last_ts: dict[str, int] = {}
+        while not self._stopping.wait(self.poll):
+            pipe = self.client.pipeline(transaction=False)
+            for asset in self.assets:
+                pipe.get(chain_revision_key(asset))
+            for asset, revision in zip(self.assets, pipe.execute(), strict=True):
+                if revision is None or revision == revisions.get(asset):
+                    continue
+                revisions[asset] = revision
+                sample = self._samples.get(asset)
+                if not sample:
+                    symbols = sorted(texts(self.client.smembers(contracts_key(asset))))
+                    sample = self._samples[asset] = symbols[:: max(1, len(symbols) // SAMPLED_CONTRACTS)]
+                rows = self.client.hmget(chain_key(asset), sample)
+                seen = time.time() * 1000
+                for symbol, raw in zip(sample, rows, strict=True):  # type: ignore[arg-type]
+                    ts = orjson.loads(raw)["ts"] if raw else None
+                    if ts is not None and ts != last_ts.get(symbol):
+                        if self.measuring and symbol in last_ts:
+                            self.lags.append(seen - ts)
+                        last_ts[symbol] = ts
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(timeout=5)
+
+    def figures(self) -> dict[str, float]:
+        return {"freshness_p50_ms": percentile(self.lags, 0.50), "freshness_p99_ms": percentile(self.lags, 0.99)}
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+@dataclass
+class Watched:
+    """A process whose CPU and peak RSS are measured over a window."""
+
+    name: str
+    process: psutil.Process
+    cpu_start: float = 0.0
+    peak_rss: int = 0
+    cpu: float = 0.0
+    children: list[psutil.Process] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.cpu_start = self._cpu()
+        self.peak_rss = 0
+
+    def sample(self) -> None:
+        with contextlib.suppress(psutil.Error):
+            self.peak_rss = max(self.peak_rss, self.process.memory_info().rss)
+
+    def finish(self, elapsed: float) -> None:
+        self.cpu = (self._cpu() - self.cpu_start) / elapsed
+
+    def _cpu(self) -> float:
+        try:
+            return cpu_seconds(self.process)
+        except psutil.Error:
+            return self.cpu_start
+
+
+def measure(
+    seconds: float, watched: list[Watched], counters: Callable[[], dict[str, float]]
+) -> tuple[float, dict[str, float]]:
+    """Run for ``seconds`` sampling RSS every 0.5 s; returns (elapsed, counter deltas)."""
+    for item in watched:
+        item.start()
+    before, started = counters(), time.monotonic()
+    while time.monotonic() - started < seconds:
+        time.sleep(0.5)
+        for item in watched:
+            item.sample()
+    elapsed = time.monotonic() - started
+    after = counters()
+    for item in watched:
+        item.finish(elapsed)
+    return elapsed, {key: after[key] - before[key] for key in after}
+
+
+class Environment:
+    """What every feed process of the benchmark shares: a migrated SQLite file, this Redis and prefix."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{directory / 'db.sqlite3'}",
+            "PYTHONUNBUFFERED": "1",
+            "LOG_LEVEL": "WARNING",
         }
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=BASE_DIR, env=self.env, check=True
+        )
+
+    def with_simulator(self, simulator: Any) -> dict[str, str]:
+        return {**self.env, "BYBIT_REST_URL": simulator.rest_url, "BYBIT_WS_URL": simulator.ws_url}
+
+    def log(self, name: str) -> Any:
+        return (self.directory / f"{name}.log").open("ab")
+
+
+@contextlib.contextmanager
+def feed_processes(environment: Environment, simulator: Any, assets: list[str]) -> Iterator[list[Watched]]:
+    """``manage.py run_feed ASSET`` for each asset, live with every topic before this yields."""
+    from ingest.keys import feed_lease_key
+    from ingest.status import read_feed_status
+    from ingest.store import purge_asset
+    from optionsite.redis_client import redis_connection
+
+    client = redis_connection()
+    env = environment.with_simulator(simulator)
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "manage.py", "run_feed", asset, "--every", "0"],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=environment.log(f"feed-{asset}"),
+            stderr=subprocess.STDOUT,
+        )
+        for asset in assets
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        for asset in assets:
+            wanted = len(simulator.live_symbols(asset))
+            while True:
+                status = read_feed_status(client, asset)
+                if status is not None and status.state == "live" and status.subscribed == wanted:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the {asset} feed did not go live: {status}")
+                time.sleep(0.2)
+        time.sleep(3)  # past the first full writes
+        yield [Watched(f"feed {asset}", psutil.Process(p.pid)) for asset, p in zip(assets, processes, strict=True)]
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for asset in assets:
+            purge_asset(client, asset=asset)
+            client.delete(feed_lease_key(asset))
+
+
+def received_total(assets: list[str]) -> Callable[[], dict[str, float]]:
+    from ingest.status import read_feed_status
+    from optionsite.redis_client import redis_connection
+
+    client = redis_connection()
+
+    def read() -> dict[str, float]:
+        totals = {}
+        for asset in assets:
+            status = read_feed_status(client, asset)
+            totals[asset] = float(status.messages_total if status else 0)
+        return totals
+
+    return read
+
+
+def feed_run(
+    environment: Environment, symbols_file: Path, *, assets: list[str], rate_hz: float, seconds: float
+) -> dict[str, Any]:
+    """Feed processes for ``assets`` against a bench-mode simulator pushing at ``rate_hz`` (0: unlimited)."""
+    from ingest.simulator import SimulatorConfig, run_simulator_process
+
+    config = SimulatorConfig(
+        assets=tuple(assets),
+        symbols_file=symbols_file,
+        list_ladder=False,
+        bench=True,
+        rate_hz=rate_hz,
+        log_level="WARNING",
+    )
+    with (
+        run_simulator_process(config, stderr=environment.log("simulator")) as simulator,
+        feed_processes(environment, simulator, assets) as feeds,
+    ):
+        sampler = FreshnessSampler(assets)
+        sampler.start()
+        sampler.measuring = True
+        received = received_total(assets)
+
+        def counters() -> dict[str, float]:
+            state = simulator.state()
+            return {
+                **received(),
+                "sent": float(state["messages_sent"]),
+                "skipped": float(state["messages_skipped"]),
+                "dropped": float(state["slow_reader_disconnects"]),
+            }
+
+        elapsed, deltas = measure(
+            seconds, [*feeds, Watched("simulator", psutil.Process(simulator.process.pid))], counters
+        )
+        sampler.stop()
+    return {
+        "received_per_s": sum(deltas[asset] for asset in assets) / elapsed,
+        "sent_per_s": deltas["sent"] / elapsed,
+        "skipped": deltas["skipped"],
+        "readers_dropped": deltas["dropped"],
+        **sampler.figures(),
+        "feeds": [(feed.name, feed.cpu, feed.peak_rss) for feed in feeds],
+    }
+
+
+def feed_line(result: dict[str, Any], reference: float) -> str:
+    feeds = ", ".join(f"{name} {cpu:.2f} core {rss / 2**20:.0f} MB" for name, cpu, rss in result["feeds"])
+    return (
+        f"sent {result['sent_per_s']:,.0f}/s, received {result['received_per_s']:,.0f}/s "
+        f"({result['received_per_s'] / reference:.2f}x reference), skipped {result['skipped']:.0f}, "
+        f"readers dropped {result['readers_dropped']:.0f}, freshness p50 {result['freshness_p50_ms']:.0f} ms "
+        f"p99 {result['freshness_p99_ms']:.0f} ms; {feeds}"
+    )
+
+
+def default_stack(environment: Environment, *, seconds: float) -> dict[str, Any]:
+    """``make demo``'s processes (optionsite.devstack) with BTC, ETH and SOL at 10 pushes/s per contract."""
+    import json
+    import urllib.request
+
+    from optionsite import devstack
+
+    assets = ["BTC", "ETH", "SOL"]
+    env = {**environment.env, "LOG_LEVEL": "INFO"}
+    log = (environment.directory / "stack.log").open("w")
+    stack = devstack.Stack(env, output=log)
+    try:
+        stack.start(devstack.simulator_services(mode="demo", env=env))
+        rest_url = env["BYBIT_REST_URL"]
+
+        def simulator_state() -> dict[str, Any]:
+            with urllib.request.urlopen(f"{rest_url}/sim/state", timeout=10) as response:
+                return dict(json.loads(response.read()))
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                simulator_state()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        feeds = devstack.start_feed_processes(stack)
+        stack.wait_ready(feeds, timeout=devstack.FEEDS_READY_TIMEOUT)
+        stack.start(devstack.front_services(host="127.0.0.1", port=devstack.free_port()))
+
+        from ingest.status import read_feed_status
+        from optionsite.redis_client import redis_connection
+
+        client = redis_connection()
+        listed = simulator_state()["live_symbols"]
+        deadline = time.monotonic() + 90
+        while True:
+            statuses = {asset: read_feed_status(client, asset) for asset in assets}
+            if all(s is not None and s.state == "live" and s.subscribed == listed[a] for a, s in statuses.items()):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the demo's feeds did not go live: {statuses}")
+            time.sleep(0.5)
+        time.sleep(5)
+        placement = {asset: (status.worker if status else "?") for asset, status in statuses.items()}
+        sampler = FreshnessSampler(assets)
+        sampler.start()
+        sampler.measuring = True
+        received = received_total(assets)
+
+        def counters() -> dict[str, float]:
+            state = simulator_state()
+            return {
+                **received(),
+                "sent": float(state["messages_sent"]),
+                "skipped": float(state["messages_skipped"]),
+                "dropped": float(state["slow_reader_disconnects"]),
+                "connections_opened": float(state["connections_opened"]),
+            }
+
+        watched = [Watched(name, psutil.Process(process.pid)) for name, process in stack.processes.items()]
+        elapsed, deltas = measure(seconds, watched, counters)
+        sampler.stop()
+        contracts = sum(listed[asset] for asset in assets)
+    finally:
+        stack.stop(timeout=devstack.STOP_TIMEOUT)
+        log.close()
+    return {
+        "contracts": contracts,
+        "offered_per_s": 10.0 * contracts,
+        "sent_per_s": deltas["sent"] / elapsed,
+        "received_per_s": sum(deltas[asset] for asset in assets) / elapsed,
+        "skipped": deltas["skipped"],
+        "readers_dropped": deltas["dropped"],
+        "reconnections": deltas["connections_opened"],
+        "placement": placement,
+        **sampler.figures(),
+        "processes": [(item.name, item.cpu, item.peak_rss) for item in watched],
+    }
 
 
 def main() -> None:
-    seconds = float(os.environ.get("BENCH_SECONDS", "60"))
+    seconds = float(os.environ.get("BENCH_SECONDS", "30"))
     os.environ["REDIS_KEY_PREFIX"] = f"bench-{secrets.token_hex(3)}:"
     os.environ.setdefault("DJANGO_DEBUG", "1")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
@@ -185,29 +472,66 @@ def main() -> None:
         import django
 
         django.setup()
-        symbols_file = Path(tmp) / "symbols.txt"
-        symbols_file.write_text("\n".join(bench_symbols(datetime.now(UTC).date())))
-        cores = os.cpu_count()
-        print(f"machine: {cores} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; {datetime.now(UTC):%Y-%m-%d}")
+        from ingest.simulator import SimulatorConfig, run_simulator_process
 
-        alone = pybit_alone(symbols_file, seconds=10)
-        print(f"pybit alone (count only): {alone['msg_per_s']:,.0f} msg/s, {alone['cpu_us_per_msg']:.1f} µs CPU/msg")
+        directory = Path(tmp)
+        today = datetime.now(UTC).date()
+        symbols_file = directory / "symbols.txt"
+        symbols_file.write_text("\n".join(bench_symbols(today, "BTC") + bench_symbols(today, "ETH")))
+        environment = Environment(directory)
+        print(machine_line(), flush=True)
 
-        result = Run(symbols_file, rate_hz=10, seconds=seconds).run()
-        print(f"feed, {CONTRACTS} contracts x 10/s for {seconds:.0f} s:")
-        for key, value in result.items():
-            print(f"  {key}: {value:,.1f}" if isinstance(value, float) else f"  {key}: {value}")
+        print("1. reference: a count-only handler, the simulator pushing as fast as the socket drains", flush=True)
+        config = SimulatorConfig(
+            assets=("BTC",), symbols_file=symbols_file, list_ladder=False, bench=True, rate_hz=0, log_level="WARNING"
+        )
+        with run_simulator_process(config, stderr=environment.log("simulator")) as simulator:
+            symbols = simulator.live_symbols("BTC")
+            stock, stock_us = count_only_rate(simulator.ws_url, symbols, seconds=min(seconds, 15), stock=True)
+            ours, ours_us = count_only_rate(simulator.ws_url, symbols, seconds=min(seconds, 15), stock=False)
+        print(f"  stock pybit (json): {stock:,.0f} msg/s, {stock_us:.1f} µs CPU/msg  <- the reference", flush=True)
+        print(f"  the project's transport (OptionSocket, orjson): {ours:,.0f} msg/s, {ours_us:.1f} µs CPU/msg")
 
-        print("ceiling (10 s steps):")
-        for rate in (15, 20, 25, 30):
-            step = Run(symbols_file, rate_hz=rate, seconds=10).run()
-            keeps_up = step["received_per_s"] >= 0.99 * step["sent_per_s"] and step["lag_p99_ms"] <= 300
-            print(
-                f"  {rate * CONTRACTS:>6,} msg/s offered: sent {step['sent_per_s']:,.0f}/s, received "
-                f"{step['received_per_s']:,.0f}/s, lag p50 {step['lag_p50_ms']:.0f} ms "
-                f"p99 {step['lag_p99_ms']:.0f} ms, "
-                f"CPU {step['cpu_percent']:.0f} % -> {'keeps up' if keeps_up else 'falls behind'}"
+        print(f"2. one feed process (manage.py run_feed BTC), {CONTRACTS:,} contracts", flush=True)
+        capacity = feed_run(environment, symbols_file, assets=["BTC"], rate_hz=0, seconds=seconds)
+        print(f"  as fast as the socket drains: {feed_line(capacity, stock)}", flush=True)
+        for rate in (10, 15, 20):
+            step = feed_run(environment, symbols_file, assets=["BTC"], rate_hz=rate, seconds=min(seconds, 15))
+            keeps_up = (
+                step["received_per_s"] >= 0.99 * step["sent_per_s"]
+                and not step["readers_dropped"]
+                and step["freshness_p99_ms"] <= 300
             )
+            print(
+                f"  {rate * CONTRACTS:,} msg/s offered: {feed_line(step, stock)} -> "
+                f"{'keeps up' if keeps_up else 'falls behind'}",
+                flush=True,
+            )
+
+        print("3. the default stack (make demo's processes), BTC, ETH and SOL at 10 pushes/s per contract", flush=True)
+        stack = default_stack(environment, seconds=seconds)
+        feeds_cpu = sum(cpu for name, cpu, _ in stack["processes"] if name.startswith("feeds"))
+        print(
+            f"  {stack['contracts']:,} contracts, {stack['offered_per_s']:,.0f} msg/s offered: "
+            f"sent {stack['sent_per_s']:,.0f}/s, received {stack['received_per_s']:,.0f}/s "
+            f"({stack['received_per_s'] / stack['offered_per_s']:.3f} of offered), skipped {stack['skipped']:.0f}, "
+            f"readers dropped {stack['readers_dropped']:.0f}, new connections {stack['reconnections']:.0f}; "
+            f"freshness p50 {stack['freshness_p50_ms']:.0f} ms p99 {stack['freshness_p99_ms']:.0f} ms; "
+            f"feed processes together {feeds_cpu:.2f} cores; placement {stack['placement']}",
+            flush=True,
+        )
+        for name, cpu, rss in stack["processes"]:
+            print(f"    {name}: {cpu:.2f} core, peak RSS {rss / 2**20:.0f} MB")
+
+        print("4. the highest total rate with 1 and 2 feed processes (as fast as the socket drains)", flush=True)
+        two = feed_run(environment, symbols_file, assets=["BTC", "ETH"], rate_hz=0, seconds=seconds)
+        print(f"  1 process: {capacity['received_per_s']:,.0f} msg/s (above)")
+        print(
+            f"  2 processes: {feed_line(two, stock)}; the second adds "
+            f"{(two['received_per_s'] - capacity['received_per_s']) / capacity['received_per_s']:.2f}x one's capacity",
+            flush=True,
+        )
+        print(machine_line())
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ Conventions (docs/redis.md, docs/api.md):
 
 from __future__ import annotations
 
-import math
+import functools
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NamedTuple, TypedDict
 
 from ingest.symbols import OptionContract, format_strike
 
@@ -180,18 +180,22 @@ def apply_ticker(
     if data.get("symbol", row["symbol"]) != row["symbol"]:
         raise BadTicker(f"ticker for {data.get('symbol')!r} arrived as {row['symbol']}")
     updated: dict[str, Any] = dict(row)
-    for field in _REPEATABLE_FIELDS if previous_data is not None else QUOTE_FIELDS:
-        wire = names[field]
-        raw = data.get(wire)
-        if raw is None or (previous_data is not None and raw == previous_data.get(wire)):
-            continue
-        updated[field] = _number(wire, raw, non_negative=field in _NON_NEGATIVE)
-    if previous_data is not None:
-        # These depend on each other ("0" bid = no bid, size or IV): always applied together.
-        for field in _ZERO_GROUP_FIELDS:
-            raw = data.get(names[field])
+    specs = _field_specs(names)
+    if previous_data is None:
+        for field, wire, non_negative in specs.every:
+            raw = data.get(wire)
             if raw is not None:
-                updated[field] = _number(names[field], raw, non_negative=field in _NON_NEGATIVE)
+                updated[field] = _number(wire, raw, non_negative=non_negative)
+    else:
+        for field, wire, non_negative in specs.repeatable:
+            raw = data.get(wire)
+            if raw is not None and raw != previous_data.get(wire):
+                updated[field] = _number(wire, raw, non_negative=non_negative)
+        # These depend on each other ("0" bid = no bid, size or IV): always applied together.
+        for field, wire, non_negative in specs.zero_group:
+            raw = data.get(wire)
+            if raw is not None:
+                updated[field] = _number(wire, raw, non_negative=non_negative)
     for field, companions in _ZERO_MEANS_NONE.items():
         if updated[field] == 0:
             updated[field] = None
@@ -209,9 +213,38 @@ def _number(wire: str, raw: Any, *, non_negative: bool) -> float:
         value = float(raw)
     except (TypeError, ValueError):
         raise BadTicker(f"{wire}={raw!r} is not a number") from None
-    if not math.isfinite(value) or (value < 0 and non_negative):
+    if value - value != 0.0 or (non_negative and value < 0):  # NaN and ±inf give NaN
         raise BadTicker(f"{wire}={raw!r} is out of range")
     return value
+
+
+class _FieldSpecs(NamedTuple):
+    """(field, wire name, non-negative) of the quote fields, grouped as ``apply_ticker`` reads them."""
+
+    every: tuple[tuple[str, str, bool], ...]
+    repeatable: tuple[tuple[str, str, bool], ...]
+    zero_group: tuple[tuple[str, str, bool], ...]
+
+
+@functools.cache
+def _specs_for(names: tuple[tuple[str, str], ...]) -> _FieldSpecs:
+    wire = dict(names)
+
+    def specs(fields: Iterable[str]) -> tuple[tuple[str, str, bool], ...]:
+        return tuple((field, wire[field], field in _NON_NEGATIVE) for field in fields)
+
+    return _FieldSpecs(
+        every=specs(QUOTE_FIELDS),
+        repeatable=specs(_REPEATABLE_FIELDS),
+        zero_group=specs(field for field in QUOTE_FIELDS if field in _ZERO_GROUP_FIELDS),
+    )
+
+
+_WS_SPECS = _specs_for(tuple(WS_NAMES.items()))
+
+
+def _field_specs(names: Mapping[str, str]) -> _FieldSpecs:
+    return _WS_SPECS if names is WS_NAMES else _specs_for(tuple(names.items()))
 
 
 def contract_hash_arguments(fields: Iterable[tuple[str, Any]]) -> list[str]:

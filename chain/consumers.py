@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -36,6 +35,7 @@ from chain.messages import (
 )
 from ingest.events import ChainInstruments, ChainStatus, ChainUpdate
 from ingest.keys import chain_group
+from optionsite.clock import now_ms
 
 WHOLE_CHAIN: ChainView = {"expiry": None, "settle": None}
 
@@ -130,7 +130,7 @@ class ChainConsumer(AsyncWebsocketConsumer):
 
     async def admitted(self, event: ChainEvent) -> bool:
         """Whether to forward an event from the ingest; sends the due snapshot instead if one is."""
-        admission = self.delivery.admit(event_ts=event["ts"], now_ms=_now_ms())
+        admission = self.delivery.admit(event_ts=event["ts"], now_ms=now_ms())
         if admission == "resync":
             await self.send_snapshot("resync", after=event)
         return admission == "forward"
@@ -180,7 +180,3 @@ class ChainConsumer(AsyncWebsocketConsumer):
         for text in texts:
             await self.send(text_data=text)
         self.delivery.sent(seq=last_seq, size=sum(map(len, texts)))
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

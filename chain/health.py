@@ -16,8 +16,9 @@ from django.db import DatabaseError, connection
 
 from assets.models import Asset
 from chain.queries import feed_summary
-from chain.readers import now_ms, read_feed_statuses
+from chain.readers import read_feed_statuses
 from ingest.status import FeedStatus
+from optionsite.clock import now_ms
 from optionsite.redis_client import redis_connection
 
 

@@ -8,7 +8,6 @@ and ``ack`` (the last frame applied). Rows are the ingest's ``ContractRow`` as t
 
 from __future__ import annotations
 
-import time
 from typing import Any, Literal, TypedDict, cast
 from urllib.parse import parse_qs
 
@@ -17,6 +16,7 @@ import orjson
 from ingest.events import FeedState
 from ingest.normalize import ContractRow
 from ingest.symbols import SettleCoin, SymbolError, format_expiry_code, parse_expiry_code
+from optionsite.clock import now_ms
 
 # Close codes (RFC 6455 leaves 4000-4999 to applications); the connection is accepted first so
 # that a browser sees the code (a refused handshake is only an HTTP 403 to it).
@@ -130,10 +130,6 @@ class BadMessage(ValueError):
         self.code: ErrorCode = code
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def build_snapshot(
     *,
     seq: int,
@@ -158,7 +154,7 @@ def build_snapshot(
         "expiries": expiries,
         "feed": feed,
         "rows": rows,
-        "ts": _now_ms(),
+        "ts": now_ms(),
     }
 
 

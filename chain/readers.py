@@ -7,7 +7,6 @@ itself is read again only when its revision moved (``read_chain``: a second roun
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import cast
@@ -18,6 +17,7 @@ import redis
 from chain.rows import Row, RowView
 from ingest.keys import chain_key, chain_revision_key, contracts_key, expiries_key, feed_status_key, strikes_key
 from ingest.status import FeedStatus
+from optionsite.clock import now_ms
 
 # Most requests find the chain as the previous one left it (the ingest writes every 250 ms),
 # so no work done on a chain is done twice: each process keeps, per asset, the last chain
@@ -99,10 +99,6 @@ class RedisStats:
     uptime_seconds: int
     version: str
     assets: list[AssetCounts] = field(default_factory=list)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def read_chain(client: redis.Redis, *, asset: str) -> ChainSnapshot:

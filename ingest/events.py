@@ -12,12 +12,12 @@
 from __future__ import annotations
 
 import secrets
-import time
 from typing import Literal, TypedDict
 
 import orjson
 
 from ingest.normalize import ContractRow
+from optionsite.clock import now_ms
 
 FeedState = Literal["connecting", "live", "stale", "stopped"]
 FEED_STATES: tuple[FeedState, ...] = ("connecting", "live", "stale", "stopped")
@@ -53,10 +53,6 @@ class FeedRefresh(TypedDict):
     assets: list[str]
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def _event_id() -> str:
     # Unique per event: the consumers of one process share, by this id, the work an event causes
     # (chain.live), however the channel layer delivers it to each of them.
@@ -64,7 +60,7 @@ def _event_id() -> str:
 
 
 def build_chain_update(*, asset: str, rows: list[ContractRow]) -> ChainUpdate:
-    return {"id": _event_id(), "type": "chain.update", "asset": asset, "rows": rows, "ts": _now_ms()}
+    return {"id": _event_id(), "type": "chain.update", "asset": asset, "rows": rows, "ts": now_ms()}
 
 
 def build_chain_instruments(*, asset: str, listed: list[ContractRow], delivered: list[str]) -> ChainInstruments:
@@ -74,12 +70,12 @@ def build_chain_instruments(*, asset: str, listed: list[ContractRow], delivered:
         "asset": asset,
         "listed": listed,
         "delivered": delivered,
-        "ts": _now_ms(),
+        "ts": now_ms(),
     }
 
 
 def build_chain_status(*, asset: str, state: FeedState) -> ChainStatus:
-    return {"id": _event_id(), "type": "chain.status", "asset": asset, "state": state, "ts": _now_ms()}
+    return {"id": _event_id(), "type": "chain.status", "asset": asset, "state": state, "ts": now_ms()}
 
 
 def build_feed_refresh(*, assets: list[str]) -> FeedRefresh:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from dataclasses import asdict, dataclass, fields
 
 import redis
 
 from ingest.events import FEED_STATES, FeedState
 from ingest.keys import feed_status_key
+from optionsite import clock
 
 
 @dataclass
@@ -64,7 +64,7 @@ class FeedStatus:
         """Seconds since the last ticker; ``None`` if none arrived yet."""
         if not self.last_message_ts:
             return None
-        now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+        now_ms = now_ms if now_ms is not None else clock.now_ms()
         return max(0.0, (now_ms - self.last_message_ts) / 1000)
 
     def lagging(self, *, stale_after: float) -> bool:
@@ -77,7 +77,7 @@ class FeedStatus:
         The feed marks itself stale by the same rule (``feed_state``); readers apply it again
         with their own ``stale_after``, so that a feed that stopped writing is not taken as live.
         """
-        now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+        now_ms = now_ms if now_ms is not None else clock.now_ms()
         age = self.last_message_age(now_ms)
         written_recently = (now_ms - self.updated_ts) / 1000 <= stale_after
         return (

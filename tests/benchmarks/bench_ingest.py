@@ -243,12 +243,24 @@ def measure(
 def settled(simulator: Any, counters: Callable[[], dict[str, float]]) -> dict[str, float]:
     """The counters with nothing in flight: the simulator holds its pushes while the feeds drain and flush.
 
-    Read on the fly, a feed's count trails the simulator's by up to a flush (0.25 s of pushes);
-    read after a pause, received and sent must agree exactly unless something was lost.
+    Read on the fly, a feed's count trails the simulator's by what is in flight (a flush's worth,
+    or a backlog); read once the feeds' counts stop moving, received and sent must agree exactly
+    unless something was lost (a feed behind by more than the 5 s this waits does not settle).
     """
-    simulator.stall(seconds=1.5)
-    time.sleep(1.2)
-    return counters()
+    simulator.stall(seconds=8)
+    try:
+        time.sleep(0.6)
+        before = counters()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            time.sleep(0.4)
+            now = counters()
+            if now == before:
+                break
+            before = now
+        return before
+    finally:
+        simulator.clear_faults()
 
 
 class Environment:
@@ -565,6 +577,17 @@ def main() -> None:
         added = (two - one) / one
         print(f"  mean: 1 process {one:,.0f} msg/s, 2 processes {two:,.0f} msg/s: the second adds {added:.2f}x")
         print(machine_line())
+        delete_prefix(os.environ["REDIS_KEY_PREFIX"])
+
+
+def delete_prefix(prefix: str) -> None:
+    """Remove every key the run left under its own prefix (stopped feeds keep their data on purpose)."""
+    from optionsite.redis_client import redis_connection
+
+    client = redis_connection()
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start : start + 500])
 
 
 if __name__ == "__main__":

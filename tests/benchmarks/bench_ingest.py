@@ -513,9 +513,7 @@ def main() -> None:
         print(machine_line(), flush=True)
 
         print("1.+2. the reference, and one feed process (manage.py run_feed BTC) on 2,000 contracts,", flush=True)
-        print(
-            "      each as fast as the socket drains, alternated twice (the machine drifts within minutes)", flush=True
-        )
+        print("      each as fast as the socket drains, alternated 3 times (the machine drifts)", flush=True)
         config = SimulatorConfig(
             assets=("BTC",), symbols_file=symbols_file, list_ladder=False, bench=True, rate_hz=0, log_level="WARNING"
         )

@@ -25,7 +25,7 @@ from ingest.bybit import DiscoveryError, fetch_option_contracts
 from ingest.config import FeedSettings
 from ingest.connections import AssetConnections, Shard
 from ingest.events import parse_feed_command
-from ingest.flusher import Flusher, InstrumentChange
+from ingest.flusher import Flusher, InstrumentRefresh
 from ingest.keys import feed_control_channel
 from ingest.normalize import ContractRow, static_row
 from ingest.snapshots import LatestSnapshots
@@ -152,7 +152,7 @@ class AssetFeed:
         gone = self._symbols - current.keys()
         self._symbols = set(current)
         self.flusher.store_instruments(
-            InstrumentChange(contracts=contracts, listed=[static_row(current[symbol]) for symbol in new], gone=gone)
+            InstrumentRefresh(contracts=contracts, listed=[static_row(current[symbol]) for symbol in new], gone=gone)
         )
         self.status.instruments = len(contracts)
         if new or gone:

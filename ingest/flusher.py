@@ -62,7 +62,7 @@ def _malloc_trim() -> Callable[[], None]:
 release_freed_memory = _malloc_trim()
 
 
-class InstrumentChange:
+class InstrumentRefresh:
     """A refresh's result, for the flusher to store between two of its writes."""
 
     __slots__ = ("contracts", "gone", "listed")
@@ -107,7 +107,7 @@ class Flusher:
         self._ttl_due: dict[str, float] = {}  # symbol → when its hash's TTL is due again
         self._rejected_updates = 0
         self._lock = threading.Lock()
-        self._instrument_changes: list[InstrumentChange] = []
+        self._instrument_changes: list[InstrumentRefresh] = []
         self._rate_window: deque[tuple[float, int]] = deque()
         self._last_state: FeedState | None = None
         self._thread: threading.Thread | None = None
@@ -116,7 +116,7 @@ class Flusher:
 
     # --- the feed's thread ------------------------------------------------------------
 
-    def store_instruments(self, change: InstrumentChange) -> None:
+    def store_instruments(self, change: InstrumentRefresh) -> None:
         """Have the next flush store a refreshed instrument set.
 
         Stored from the flusher, between two of its writes: stored from another thread, a
@@ -135,10 +135,6 @@ class Flusher:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout=timeout)
-
-    @property
-    def rejected_updates(self) -> int:
-        return self._rejected_updates
 
     # --- the flusher's thread ---------------------------------------------------------
 

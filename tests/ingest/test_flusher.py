@@ -11,7 +11,7 @@ import redis
 
 from ingest.config import FeedSettings
 from ingest.connections import ConnectionFigures
-from ingest.flusher import Flusher, InstrumentChange
+from ingest.flusher import Flusher, InstrumentRefresh
 from ingest.keys import chain_key, contract_key, feed_status_key
 from ingest.normalize import static_row
 from ingest.snapshots import LatestSnapshots, Snapshot
@@ -48,7 +48,7 @@ def flusher(redis_client: redis.Redis) -> Iterator[tuple[Flusher, LatestSnapshot
         log=RateLimitedLog(logging.getLogger("test")),
     )
     flusher.store_instruments(
-        InstrumentChange(contracts=contracts, listed=[static_row(c) for c in contracts], gone=set())
+        InstrumentRefresh(contracts=contracts, listed=[static_row(c) for c in contracts], gone=set())
     )
     loop = asyncio.new_event_loop()
     flusher.flush(loop)

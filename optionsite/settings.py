@@ -112,7 +112,12 @@ CHANNEL_LAYERS = {
         "CONFIG": {
             # One pooled connection per consumer joining its group at once: redis-py's default
             # cap of 100 failed a burst of 150 browser tabs connecting together.
-            "hosts": [{"address": CHANNEL_LAYER_REDIS_URL, "max_connections": 1000}],
+            # socket_timeout: channels-redis waits for a message with a 5 s blocking pop, and redis-py 8's
+            # default read timeout is 5 s too, so every receive that waited the whole pop raised
+            # TimeoutError and daphne closed the WebSocket (1011) after ~5 s without an event
+            # (redis/redis-py#4091, django/channels_redis#422; docs/websocket.md). The read timeout must
+            # outlast the pop; a Redis that stops answering still fails the read after it.
+            "hosts": [{"address": CHANNEL_LAYER_REDIS_URL, "max_connections": 1000, "socket_timeout": 15}],
             "prefix": f"{REDIS_KEY_PREFIX}asgi",
             # A browser tab that stops reading must not hold updates for everyone else.
             "capacity": 200,

@@ -455,3 +455,20 @@ async def test_a_contract_listed_before_its_first_ticker_has_no_quotes_in_the_sn
         "lag_p99_ms": None,
     }
     await client.disconnect()
+
+
+@pytest.mark.slow
+async def test_it_stays_connected_through_30_s_without_an_event(
+    fill: Callable[..., list[ContractRow]], redis_client: redis.Redis
+) -> None:
+    # channels-redis waits for an event with a 5 s blocking pop; with redis-py's default 5 s read
+    # timeout every such wait raised TimeoutError and the connection closed with 1011.
+    rows = fill("BTC", limit_expiries=1)
+    client, _ = await connected("/ws/chain/BTC/")
+    await asyncio.sleep(30)
+    changed = repriced(rows[:2], mark=777.0)
+    await publish(redis_client, build_chain_update(asset="BTC", rows=changed), rows=changed)
+    update = await receive(client, timeout=5)
+    assert update["type"] == "update"
+    assert update["rows"] == changed
+    await client.disconnect()

@@ -43,6 +43,28 @@ FEEDS_READY_TIMEOUT = 60
 STOP_TIMEOUT = 20
 
 
+# Run in front of every child's command: on Linux it asks the kernel to SIGTERM the child when
+# the launcher dies, however it dies (SIGKILL included: a closed terminal, a CI time-out), then
+# execs the command. prctl(PR_SET_PDEATHSIG) survives exec; it is set here rather than in a
+# preexec_fn, which is unsafe in a process that runs threads (the launcher relays output on some).
+# A launcher gone before the prctl took effect shows as a changed parent: the child exits at once.
+_DIE_WITH_LAUNCHER = """
+import ctypes, ctypes.util, os, signal, sys
+try:
+    ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+except (OSError, AttributeError):
+    pass  # not Linux: the child may outlive a killed launcher
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
+
+
+def tied_to_launcher(args: list[str]) -> list[str]:
+    """``args`` run so that the process ends when this launcher dies (see ``_DIE_WITH_LAUNCHER``)."""
+    return [sys.executable, "-c", _DIE_WITH_LAUNCHER, str(os.getpid()), *args]
+
+
 class StackError(Exception):
     """Something the user has to fix before the stack can start; the message says what."""
 
@@ -93,7 +115,7 @@ class PrivateRedis:
         workdir = tempfile.TemporaryDirectory(prefix="optionsite-redis-")
         args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         args += ["--dir", workdir.name]
-        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(tied_to_launcher(args), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         url = f"redis://127.0.0.1:{port}/0"
         deadline = time.monotonic() + 10
         while not redis_answers(url, timeout=0.2):
@@ -157,7 +179,7 @@ class Stack:
         for service in services:
             self.ready[service.name] = threading.Event()
             process = subprocess.Popen(
-                service.args,
+                tied_to_launcher(service.args),
                 cwd=BASE_DIR,
                 env=self.env,
                 stdout=subprocess.PIPE,

@@ -126,3 +126,42 @@ def test_the_demo_serves_live_data_admin_and_api_then_stops_everything_on_ctrl_c
     _gone, alive = psutil.wait_procs(children, timeout=10)
     assert alive == []
     assert "started a private one" in output
+
+
+@pytest.mark.slow
+def test_no_process_outlives_a_launcher_killed_with_sigkill(tmp_path: Path) -> None:
+    # The private redis-server and daphne write nothing unasked, so a closed pipe would not end them.
+    env = {
+        **os.environ,
+        "PORT": str(free_port()),
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "DJANGO_DEBUG": "1",
+        "FEED_PROCESSES": "1",
+    }
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "optionsite.devstack", "demo"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    wanted = ("redis-server", "bybit_simulator", "feeds1@", "beat", "daphne")
+    children: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            children = psutil.Process(launcher.pid).children(recursive=True)
+            names = " ".join(" ".join(child.cmdline()) for child in children)
+            if all(name in names for name in wanted):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"the stack did not start: {names}")
+    finally:
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait(timeout=10)
+    _gone, alive = psutil.wait_procs(children, timeout=20)
+    for process in alive:
+        process.kill()
+    assert alive == []

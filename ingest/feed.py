@@ -7,7 +7,8 @@ A feed wires three units, each with threads of its own:
 * ``Flusher`` (``ingest.flusher``): coalesce → normalise → store → publish, every
   ``flush_interval``, and the feed status;
 * ``AssetFeed`` (here), on the caller's thread: the orchestration — the lease, instrument
-  refreshes, commands from the control and assets channels, the watchdog's ticks, stopping.
+  refreshes (read on a thread of their own), commands from the control and assets channels,
+  the watchdog's ticks, stopping.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 
 import redis
 from channels.layers import BaseChannelLayer
@@ -106,6 +108,7 @@ class AssetFeed:
 
         pubsub.subscribe(feed_control_channel(), assets_changed_channel())
         self.flusher.start()
+        reading: Future[list[OptionContract]] | None = None
         next_refresh = 0.0
         next_lease_check = 0.0
         reason = StopReason.REQUESTED
@@ -117,10 +120,12 @@ class AssetFeed:
                     if not self.owns_lease():
                         reason = StopReason.LEASE_LOST
                         break
-                if now >= next_refresh:
-                    next_refresh = now + (
-                        self.settings.refresh_interval if self.refresh_instruments() else self.settings.refresh_retry
-                    )
+                if reading is None and now >= next_refresh:
+                    reading = self._read_instruments()
+                if reading is not None and reading.done():
+                    refreshed = self._refreshed(reading)
+                    reading = None
+                    next_refresh = now + (self.settings.refresh_interval if refreshed else self.settings.refresh_retry)
                 self.connections.watch(now)
                 command = self._next_command(pubsub, timeout=0.2)
                 if command == "refresh":
@@ -140,12 +145,29 @@ class AssetFeed:
     def stop(self) -> None:
         self.stop_event.set()
 
-    def refresh_instruments(self) -> bool:
-        """Re-read the instruments; subscribe what is new, drop what was delivered."""
+    def _read_instruments(self) -> Future[list[OptionContract]]:
+        """Read the instruments on a thread of their own: a slow REST answer must not hold up the
+        watchdog, which rebuilds dead sockets (an 8 s answer kept a dead socket down for 8 s)."""
+        reading: Future[list[OptionContract]] = Future()
+
+        def read() -> None:
+            try:
+                reading.set_result(self.fetch_contracts())
+            except Exception as exc:
+                reading.set_exception(exc)
+
+        threading.Thread(target=read, name=f"instruments-{self.asset}", daemon=True).start()
+        return reading
+
+    def _refreshed(self, reading: Future[list[OptionContract]]) -> bool:
+        """Apply a finished instrument read; false if it failed (it is retried sooner)."""
         try:
-            contracts = self.fetch_contracts()
+            contracts = reading.result()
         except DiscoveryError as exc:
             self._log.warning("discovery", "%s; retrying", exc, asset=self.asset)
+            return False
+        except Exception:  # a bug in a fetcher must not end the feed: log it, retry
+            logger.exception("instrument refresh failed", extra={"asset": self.asset})
             return False
         current = {contract.symbol: contract for contract in contracts}
         new = sorted(current.keys() - self._symbols)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -184,6 +185,26 @@ def test_it_recovers_every_topic_after_a_fault(start_simulator, start_feed, faul
     poll(live_with_every_topic(feed, simulator, count), timeout=15, message="every topic restored")
     # No duplicate sockets: exactly the connections the feed wants, each with its share.
     assert simulator.connection_count() == feed.status().connections_wanted == -(-count // 200)
+
+
+def test_a_slow_instrument_refresh_does_not_hold_up_rebuilding_a_dead_socket(
+    start_simulator, start_feed, redis_client
+) -> None:
+    simulator = start_simulator(assets=("SOL",))
+    count = len(simulator.live_symbols("SOL"))
+    feed = start_feed(simulator, asset="SOL")
+    poll(live_with_every_topic(feed, simulator, count), timeout=15)
+    reconnects = feed.status().reconnects
+
+    simulator.set_rest_delay(seconds=8)
+    request_refresh(client=redis_client, assets=["SOL"])
+    time.sleep(0.5)  # the refresh is now waiting for its answer
+    simulator.drop_connections()
+    dropped_at = time.monotonic()
+    poll(lambda: feed.status().reconnects > reconnects, timeout=5, message="the drop noticed")
+    poll(live_with_every_topic(feed, simulator, count), timeout=6, message="every topic back before REST answers")
+    assert time.monotonic() - dropped_at < 6
+    simulator.set_rest_delay(seconds=0)
 
 
 def test_it_waits_out_refused_connections_with_backoff(start_simulator, start_feed) -> None:

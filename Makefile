@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): requirements/base.txt requirements/dev.txt $(wildcard package-lock.json)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
-	@if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; fi
+	@command -v npm >/dev/null || { echo "npm is needed for the page's front-end libraries (apt-get install npm)" >&2; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 install: $(STAMP)

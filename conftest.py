@@ -12,15 +12,20 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis as redis_lib
 
 from optionsite.devstack import DEFAULT_REDIS_URL, PrivateRedis, redis_answers
+from tests import in_ci
+from tests.browser import CHROMIUM, chromium_installed
 
 TEST_REDIS_DB = 15
 _private_redis: PrivateRedis | None = None
+
+_browser_tests_left_out = 0
 
 
 def _with_db(url: str, db: int) -> str:
@@ -44,6 +49,28 @@ def pytest_configure(config: pytest.Config) -> None:
     from django.conf import settings
 
     settings.INSTALLED_APPS  # noqa: B018 - loads the settings so pytest-django sets Django up
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without Chromium, outside CI, leave the browser tests out (said once at the end); with ``CI=true`` they
+    stay in and fail, so that CI never passes without them."""
+    global _browser_tests_left_out
+    if chromium_installed() or in_ci():
+        return
+    browser_tests = [item for item in items if item.get_closest_marker("browser")]
+    if browser_tests:
+        _browser_tests_left_out = len(browser_tests)
+        config.hook.pytest_deselected(items=browser_tests)
+        items[:] = [item for item in items if not item.get_closest_marker("browser")]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _browser_tests_left_out:
+        terminalreporter.write_line(
+            f"{_browser_tests_left_out} browser tests not run: no Chromium at {CHROMIUM} "
+            "(to run them: apt-get install chromium, or set CHROMIUM_PATH)",
+            yellow=True,
+        )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

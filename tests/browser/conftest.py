@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,12 +29,12 @@ from ingest.simulator.runner import SimulatorProcess, run_simulator_process
 from ingest.status import read_feed_status
 from ingest.store import purge_asset
 from optionsite.devstack import free_port
+from tests.browser import CHROMIUM, chromium_installed
 from tests.ingest.conftest import poll
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(sys.executable).parent
 ARTIFACTS = BASE_DIR / "test-artifacts"
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -149,8 +148,9 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory, redis_client: redis.Red
 
 @pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    # Outside CI, the root conftest.py deselects the browser tests when there is no Chromium.
+    if not chromium_installed():
+        pytest.fail(f"no Chromium at {CHROMIUM} (CI=true: the browser tests must run; apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

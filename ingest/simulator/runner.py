@@ -76,6 +76,10 @@ class SimulatorHandle:
         """Send nothing for ``seconds`` (no pushes, no replies, no pongs) while keeping sockets open."""
         self._control("stall", {"seconds": seconds})
 
+    def stall_pushes(self, *, seconds: float, connections: int = 1) -> list[str]:
+        """Stop the ticker pushes of the ``connections`` oldest sockets for ``seconds`` (pings still answered)."""
+        return list(self._control("stall_pushes", {"seconds": seconds, "connections": connections})["stalled"])
+
     def withhold_pongs(self, *, enabled: bool = True, kind: str | None = None) -> None:
         """Stop (or resume) answering pings: ``kind`` is ``both``, ``json`` or ``control``."""
         body: dict[str, Any] = {"enabled": enabled}

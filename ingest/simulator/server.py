@@ -71,6 +71,7 @@ class Connection:
         "opened",
         "peer",
         "push_task",
+        "pushes_stalled_until",
         "rounds",
         "sent",
         "skipped",
@@ -99,6 +100,7 @@ class Connection:
         self.closing = False
         self.opened = time.time()
         self.push_task: asyncio.Task[None] | None = None
+        self.pushes_stalled_until = 0.0  # time.monotonic(): no ticker pushes before it (pings still answered)
         self._symbols: list[str] | None = None
         self.bytes_written = 0
         # (bytes written up to the end of a write, time.monotonic() of it) for each write that had to
@@ -646,7 +648,7 @@ class SimulatorServer:
                     continue
                 else:
                     await asyncio.sleep(0)
-                if not conn.writable() or self.faults.stalled():
+                if not conn.writable() or self.faults.stalled() or time.monotonic() < conn.pushes_stalled_until:
                     continue
                 if drops_slow_readers and self._drop_if_too_far_behind(conn):
                     return
@@ -742,6 +744,17 @@ class SimulatorServer:
             logger.info("fault: dropped %d connections", dropped)
         return dropped
 
+    def stall_pushes(self, *, seconds: float, connections: int) -> list[str]:
+        """Stop the ticker pushes of the ``connections`` oldest open sockets for ``seconds``; they still answer
+        pings and requests, so a client's heartbeat sees nothing wrong. Returns their ids."""
+        until = time.monotonic() + seconds
+        chosen = [conn for conn in self.connections.values() if conn.writable()][: max(connections, 0)]
+        for conn in chosen:
+            conn.pushes_stalled_until = until
+        if chosen:
+            logger.info("fault: ticker pushes of %d connections stalled for %.1f s", len(chosen), seconds)
+        return [conn.conn_id for conn in chosen]
+
     def close_connections(self, *, code: int = 1000, reason: str = "") -> int:
         """Send a close frame to every WebSocket (the close handshake finishes in the background)."""
         closed = 0
@@ -778,6 +791,9 @@ class SimulatorServer:
             if action == "stall":
                 faults.stall_for(float(body["seconds"]))
                 return {"stalled_for": float(body["seconds"])}
+            if action == "stall_pushes":
+                connections = int(body.get("connections", 1))
+                return {"stalled": self.stall_pushes(seconds=_seconds(body), connections=connections)}
             if action == "withhold_pongs":
                 faults.set_withhold_pongs(enabled=bool(body.get("enabled", True)), kind=body.get("kind"))
                 return {"withhold_pongs": faults.withhold_pongs, "kind": faults.withhold_pong_kind}

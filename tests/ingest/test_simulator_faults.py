@@ -191,6 +191,26 @@ def test_a_stall_keeps_the_socket_open_and_sends_nothing(simulator: RunningSimul
     assert any("topic" in message for message in after)
 
 
+def test_a_push_stall_silences_the_oldest_socket_only_and_it_still_answers_pings(simulator: RunningSimulator) -> None:
+    oldest, other = connect_bare(simulator), connect_bare(simulator)
+    oldest.recv()
+    assert len(simulator.stall_pushes(seconds=1.5, connections=1)) == 1
+    time.sleep(0.1)
+    drain(oldest, quiet=0.2)  # what was in flight when the stall began
+    oldest.send(json.dumps({"op": "ping"}))
+    oldest.settimeout(1.0)
+    during = [json.loads(oldest.recv())]
+    with pytest.raises(websocket.WebSocketTimeoutException):
+        during.append(json.loads(oldest.recv()))
+    assert [message.get("op") for message in during] == ["pong"], "a pong, and no ticker"
+    other.settimeout(1.0)
+    assert "topic" in json.loads(other.recv()), "the other socket keeps its pushes"
+    oldest.settimeout(3)
+    assert "topic" in json.loads(oldest.recv()), "pushes resume after the stall"
+    oldest.close()
+    other.close()
+
+
 def test_withheld_pongs_make_pybit_reconnect(
     simulator: RunningSimulator, pybit_websocket: Callable[..., WebSocket], wait_for: Any
 ) -> None:

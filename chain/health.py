@@ -1,8 +1,16 @@
 """Whether this installation can serve live data right now, and if not, why.
 
+Three questions, for three kinds of callers (docs/api.md, "Health"):
+
+* alive (``/api/health/live/``): the web process answers; nothing else is asked. A container's
+  healthcheck: restarting a web process because the exchange or Redis is away would help no one.
+* ready (``/api/health/ready/``): it can serve data: Redis and the database answer. A load
+  balancer's check; data of a stale feed is still served, marked ``fresh: false``.
+* healthy (``/api/health/``): ready, and every enabled asset's feed is fresh. Monitoring's check.
+
 Healthy means: Redis answers, the database answers, and the feed of every enabled asset
-is fresh (live, a ticker arrived within ``FEED_STALE_AFTER`` seconds, and its writes' lag
-p99 is within ``FEED_STALE_AFTER`` too: ``FeedStatus.is_fresh``).
+is fresh (``FeedStatus.stale_reason``: live, its data at most ``FEED_STALE_AFTER`` seconds
+old, and its writes' lag p99 within ``FEED_STALE_AFTER`` too).
 """
 
 from __future__ import annotations
@@ -32,22 +40,29 @@ class HealthReport:
         return not self.problems
 
 
-def health_report() -> HealthReport:
-    report = HealthReport()
-    redis_ok = database_ok = True
+def readiness_problems() -> list[str]:
+    """What keeps this process from serving data: Redis or the database not answering."""
+    problems = []
     try:
         redis_connection().ping()
     except redis.RedisError as exc:
-        redis_ok = False
-        report.problems.append(f"redis: {exc}")
+        problems.append(f"redis: {exc}")
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
+    except DatabaseError as exc:
+        problems.append(f"database: {exc}")
+    return problems
+
+
+def health_report() -> HealthReport:
+    report = HealthReport(problems=readiness_problems())
+    if report.problems:
+        return report
+    try:
         enabled = list(Asset.objects.enabled().values_list("symbol", flat=True))
     except DatabaseError as exc:
-        database_ok = False
         report.problems.append(f"database: {exc}")
-    if not (redis_ok and database_ok):
         return report
     try:
         statuses = read_feed_statuses(redis_connection(), assets=enabled)
@@ -68,16 +83,4 @@ def feed_problem(status: FeedStatus | None, *, stale_after: float, now_ms: int) 
     """Why the feed is not fresh, in words; ``None`` if it is."""
     if status is None:
         return "no status in Redis (the feed has not started)"
-    if status.is_fresh(stale_after=stale_after, now_ms=now_ms):
-        return None
-    # A feed lagging past the limit marks itself stale: say why, rather than only "state is stale".
-    if status.lagging(stale_after=stale_after) and status.state in ("live", "stale"):
-        return f"lag p99 {(status.lag_p99_ms or 0) / 1000:.1f} s (limit {stale_after:g} s)"
-    if status.state != "live":
-        return f"state is {status.state}"
-    age = status.last_message_age(now_ms)
-    if age is None:
-        return "no ticker received yet"
-    if age > stale_after:
-        return f"last ticker {age:.1f} s ago (limit {stale_after:g} s)"
-    return f"status last written {(now_ms - status.updated_ts) / 1000:.1f} s ago (limit {stale_after:g} s)"
+    return status.stale_reason(stale_after=stale_after, now_ms=now_ms)

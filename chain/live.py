@@ -200,11 +200,19 @@ def expiry_infos(
 
 def feed_info(status: FeedStatus | None) -> FeedInfo:
     if status is None:
-        return {"state": None, "index_price": None, "last_message_ts": None, "lag_p50_ms": None, "lag_p99_ms": None}
+        return {
+            "state": None,
+            "index_price": None,
+            "last_message_ts": None,
+            "data_ts": None,
+            "lag_p50_ms": None,
+            "lag_p99_ms": None,
+        }
     return {
         "state": status.state,
         "index_price": status.index_price or None,
         "last_message_ts": status.last_message_ts or None,
+        "data_ts": status.data_ts or None,
         "lag_p50_ms": status.lag_p50_ms,
         "lag_p99_ms": status.lag_p99_ms,
     }

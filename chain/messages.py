@@ -53,6 +53,8 @@ class FeedInfo(TypedDict):
     state: FeedState | None
     index_price: float | None
     last_message_ts: int | None
+    # The exchange ts of the data (ingest.status.FeedStatus.data_ts); the page's indicator ages it.
+    data_ts: int | None
     # The feed's lag, exchange ts → visible in Redis, over its last 10 s of writes (ms; ingest.status).
     lag_p50_ms: float | None
     lag_p99_ms: float | None

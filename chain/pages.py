@@ -39,7 +39,7 @@ def chain_page(request: HttpRequest, asset: str) -> HttpResponse:
         "asset": symbol,
         "socket_path": f"/ws/chain/{symbol}/",
         "indexes_url": reverse("chain-indexes"),
-        # Silence this long, or a lag p99 past it, is not "live" (as for the feed and /api/health/).
+        # Data older than this, or a lag p99 past it, is not "live" (ingest.status.FeedStatus.stale_reason).
         "stale_after_ms": int(settings.FEED_STALE_AFTER * 1000),
         "assets": [asdict(tab) for tab in tabs],
         "expiries": listed_expiries(asset=symbol),

@@ -84,12 +84,14 @@ def served_asset(*, symbol: str) -> str:
 def feed_summary(status: FeedStatus | None, *, now_ms: int) -> dict[str, Any]:
     """The feed's state as every data route reports it, so that stale data never passes for live data."""
     if status is None:
-        return {"state": None, "fresh": False, "last_message_age": None}
-    age = status.last_message_age(now_ms)
+        return {"state": None, "fresh": False, "data_age": None, "last_message_age": None}
+    data_age = status.data_age(now_ms)
+    last_message_age = status.last_message_age(now_ms)
     return {
         "state": status.state,
         "fresh": status.is_fresh(stale_after=settings.FEED_STALE_AFTER, now_ms=now_ms),
-        "last_message_age": None if age is None else round(age, 3),
+        "data_age": None if data_age is None else round(data_age, 3),
+        "last_message_age": None if last_message_age is None else round(last_message_age, 3),
     }
 
 

@@ -11,9 +11,9 @@ def drop_slashless_duplicates(endpoints: list[tuple[Any, ...]], **kwargs: Any) -
 
 
 def document_throttling(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    """Every operation but the health check may answer 429 to an anonymous client over its rate."""
+    """Every operation but the health checks may answer 429 to an anonymous client over its rate."""
     for path, operations in result.get("paths", {}).items():
-        if path == "/api/health/":
+        if path.startswith("/api/health/"):
             continue
         for operation in operations.values():
             operation["responses"].setdefault(

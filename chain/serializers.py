@@ -158,10 +158,14 @@ class FeedSerializer(serializers.Serializer):
         help_text="The feed's state; null when no feed has written anything for this asset yet.",
     )
     fresh = serializers.BooleanField(
-        help_text="Live, a ticker arrived within FEED_STALE_AFTER seconds, and the feed's lag p99 is within "
-        "FEED_STALE_AFTER too. False: the data may be stale."
+        help_text="The feed is live, its data is at most FEED_STALE_AFTER seconds old (data_age) and its lag "
+        "p99 is within FEED_STALE_AFTER too. False: the data may be stale."
     )
-    last_message_age = _number("Seconds since the feed's last ticker; null before the first.")
+    data_age = _number(
+        "Seconds from the exchange ts of the data to now: each connection's newest ticker in Redis, from the "
+        "connection furthest behind. Null before there is data."
+    )
+    last_message_age = _number("Seconds since the feed's last ticker arrived; null before the first.")
 
 
 class OptionRowSerializer(serializers.Serializer):
@@ -337,6 +341,15 @@ class StatsSerializer(serializers.Serializer):
     uptime_seconds = serializers.FloatField(help_text="Seconds since this web process started.")
     redis = RedisStatsSerializer()
     assets = AssetStatsSerializer(many=True)
+
+
+class LivenessSerializer(serializers.Serializer):
+    alive = serializers.BooleanField(help_text="Always true: an answer at all is the news.")
+
+
+class ReadinessSerializer(serializers.Serializer):
+    ready = serializers.BooleanField(help_text="Redis and the database answer: data can be served.")
+    problems = serializers.ListField(child=serializers.CharField(), help_text="Why it is not ready, if it is not.")
 
 
 class HealthSerializer(serializers.Serializer):

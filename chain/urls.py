@@ -21,6 +21,8 @@ urlpatterns = [
     *with_and_without_slash("summary/<str:asset>", views.SummaryView.as_view(), "api-summary"),
     *with_and_without_slash("stats", views.StatsView.as_view(), "api-stats"),
     *with_and_without_slash("health", views.health, "api-health"),
+    *with_and_without_slash("health/live", views.health_live, "api-health-live"),
+    *with_and_without_slash("health/ready", views.health_ready, "api-health-ready"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 
 from chain import serializers
 from chain.filters import RowFilter
-from chain.health import health_report
+from chain.health import health_report, readiness_problems
 from chain.queries import chain_summary, chain_table, expiry_list, options_page, served_asset, site_stats, strike_list
 from chain.renderers import CSVRenderer, ORJSONRenderer
 
@@ -89,6 +89,8 @@ def api_root(request: Request) -> Response:
             "summary": link("api-summary", asset="ASSET"),
             "stats": link("api-stats"),
             "health": link("api-health"),
+            "health_live": link("api-health-live"),
+            "health_ready": link("api-health-ready"),
             "token": link("api-token"),
             "schema": link("api-schema"),
             "docs": link("api-docs"),
@@ -201,3 +203,26 @@ def health(request: Request) -> Response:
     report = health_report()
     code = status.HTTP_200_OK if report.healthy else status.HTTP_503_SERVICE_UNAVAILABLE
     return Response({"healthy": report.healthy, "problems": report.problems, "feeds": report.feeds}, status=code)
+
+
+@extend_schema(operation_id="health_live_retrieve", responses={200: serializers.LivenessSerializer})
+@api_view(["GET"])
+@permission_classes([AllowAny])
+@throttle_classes([])
+def health_live(request: Request) -> Response:
+    """200 whenever this web process answers: it asks nothing of Redis, the database or the feeds."""
+    return Response({"alive": True})
+
+
+@extend_schema(
+    operation_id="health_ready_retrieve",
+    responses={200: serializers.ReadinessSerializer, 503: serializers.ReadinessSerializer},
+)
+@api_view(["GET"])
+@permission_classes([AllowAny])
+@throttle_classes([])
+def health_ready(request: Request) -> Response:
+    """200 when this process can serve data (Redis and the database answer), whatever the feeds' state; else 503."""
+    problems = readiness_problems()
+    code = status.HTTP_503_SERVICE_UNAVAILABLE if problems else status.HTTP_200_OK
+    return Response({"ready": not problems, "problems": problems}, status=code)

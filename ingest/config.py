@@ -10,7 +10,7 @@ class FeedSettings:
     ws_url: str
     rest_url: str
     flush_interval: float = 0.25
-    stale_after: float = 15.0
+    stale_after: float = 2.0
     # A connection that delivers nothing for this long is rebuilt: Bybit pushes every
     # subscribed ticker every 100 ms, so silence means a stalled socket, not a calm market.
     silence_timeout: float = 10.0

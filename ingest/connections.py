@@ -75,6 +75,7 @@ class Shard:
     # Written by the socket thread only; read by the others.
     messages: int = 0
     bad_frames: int = 0
+    newest_ts: int = 0  # the exchange ts of the newest ticker this connection delivered (epoch ms)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,9 @@ class ConnectionFigures:
     subscribed: int  # topics Bybit confirmed on connected sockets
     messages: int  # tickers received since the feed started
     last_message_at: float  # monotonic time of the last ticker; 0.0 if none yet
+    # The exchange ts of the newest ticker of the connection that is furthest behind (epoch ms): how old
+    # the freshest data of every connection is, at least. 0 while a connection has delivered none.
+    data_ts: int
     rejected: int  # bad frames and topics Bybit refused
     reconnects: int
 
@@ -120,6 +124,7 @@ class AssetConnections:
             subscribed=sum(len(shard.confirmed) for shard in live),
             messages=sum(shard.messages for shard in self.shards),
             last_message_at=max((shard.last_message_at for shard in self.shards), default=0.0),
+            data_ts=min((shard.newest_ts for shard in self.shards if shard.symbols), default=0),
             rejected=sum(shard.bad_frames for shard in self.shards) + self._rejected_topics,
             reconnects=self._reconnects,
         )
@@ -274,9 +279,11 @@ class AssetConnections:
                 return
             self.snapshots.put(topic[len(TOPIC_PREFIX) :], Snapshot(data, ts, now_ms()))
             shard.messages += 1
-            shard.last_message_at = time.monotonic()
+            if ts > shard.newest_ts:
+                shard.newest_ts = ts
             if shard.attempts:
                 shard.attempts = 0
+            shard.last_message_at = time.monotonic()
             return
         if frame.get("type") == "COMMAND_RESP":
             self._on_command_reply(shard, frame)

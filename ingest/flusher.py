@@ -106,6 +106,7 @@ class Flusher:
         self._unstored: set[str] = set()  # applied since the last write that succeeded
         self._ttl_due: dict[str, float] = {}  # symbol → when its hash's TTL is due again
         self._rejected_updates = 0
+        self._newest_ts = 0  # the exchange ts of the newest row written (epoch ms)
         self._lock = threading.Lock()
         self._instrument_changes: list[InstrumentRefresh] = []
         self._rate_window: deque[tuple[float, int]] = deque()
@@ -167,6 +168,7 @@ class Flusher:
         renew_ttl = {row["symbol"] for row in rows if self._ttl_due.get(row["symbol"], 0.0) < now} if hashes else set()
         if rows:
             self.status.index_price = rows[-1]["index_price"] or self.status.index_price
+            self._newest_ts = max(self._newest_ts, max(row["ts"] or 0 for row in rows))
         self._update_status(now)
         commands = row_commands(
             asset=self.asset, rows=rows, previous=self._stored, renew_ttl=renew_ttl, contract_hashes=hashes
@@ -253,13 +255,15 @@ class Flusher:
         status.rejected_frames = figures.rejected + self._rejected_updates
         status.reconnects = figures.reconnects
         status.lag_p50_ms, status.lag_p99_ms = self.lags.percentiles(now=now)
-        last_message_age = now - figures.last_message_at if figures.last_message_at else None
-        if last_message_age is not None:
-            status.last_message_ts = now_ms() - int(last_message_age * 1000)
-        status.updated_ts = now_ms()
+        written_ms = now_ms()
+        if figures.last_message_at:
+            status.last_message_ts = written_ms - int((now - figures.last_message_at) * 1000)
+        # What this write makes visible is no newer than the newest row it writes.
+        status.data_ts = min(figures.data_ts, self._newest_ts) if figures.data_ts and self._newest_ts else 0
+        status.updated_ts = written_ms
         if status.state != "stopped":
             status.state = feed_state(
-                last_message_age=last_message_age,
+                data_age=status.data_age(written_ms),
                 lag_p99_ms=status.lag_p99_ms,
                 connections=figures.connections,
                 wanted=figures.wanted,

@@ -1,4 +1,5 @@
-"""A feed's status as kept in the hash ``<prefix>feed:<ASSET>`` (written by the feed every flush)."""
+"""A feed's status as kept in the hash ``<prefix>feed:<ASSET>`` (written by the feed every flush), and the one
+rule that says whether its data is fresh (docs/redis.md, "Feed status")."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ class FeedStatus:
     subscribed: int = 0
     instruments: int = 0
     last_message_ts: int = 0
+    # The exchange ts of the data: each connection's newest ticker written, taken from the connection furthest
+    # behind (epoch ms; 0 before every connection delivered one). Its age is how stale the data is.
+    data_ts: int = 0
     messages_per_second: float = 0.0
     messages_total: int = 0
     reconnects: int = 0
@@ -67,26 +71,41 @@ class FeedStatus:
         now_ms = now_ms if now_ms is not None else clock.now_ms()
         return max(0.0, (now_ms - self.last_message_ts) / 1000)
 
+    def data_age(self, now_ms: int | None = None) -> float | None:
+        """Seconds from the data's exchange ts (``data_ts``) to now; ``None`` before there is data."""
+        if not self.data_ts:
+            return None
+        now_ms = now_ms if now_ms is not None else clock.now_ms()
+        return max(0.0, (now_ms - self.data_ts) / 1000)
+
     def lagging(self, *, stale_after: float) -> bool:
         """Its writes were more than ``stale_after`` seconds behind the exchange (p99, lately)."""
         return self.lag_p99_ms is not None and self.lag_p99_ms > stale_after * 1000
 
-    def is_fresh(self, *, stale_after: float, now_ms: int | None = None) -> bool:
-        """Live, written recently, a ticker within ``stale_after`` seconds, and not lagging past it.
+    def stale_reason(self, *, stale_after: float, now_ms: int | None = None) -> str | None:
+        """Why the data cannot be taken as live, in words; ``None`` when it is fresh.
 
-        The feed marks itself stale by the same rule (``feed_state``); readers apply it again
-        with their own ``stale_after``, so that a feed that stopped writing is not taken as live.
+        Fresh: the feed says ``live``, its data (``data_ts``) is at most ``stale_after`` seconds old now, and its
+        writes' lag p99 is within ``stale_after`` too. The age is taken at read time, so that a feed that stopped
+        writing (a killed worker, a stalled socket) goes stale on its own; the feed applies the same rule when it
+        writes its ``state`` (``feed_state``). Every reader uses this: the API's ``fresh``, ``/api/health/``,
+        the page's indicator.
         """
-        now_ms = now_ms if now_ms is not None else clock.now_ms()
-        age = self.last_message_age(now_ms)
-        written_recently = (now_ms - self.updated_ts) / 1000 <= stale_after
-        return (
-            self.state == "live"
-            and written_recently
-            and age is not None
-            and age <= stale_after
-            and not self.lagging(stale_after=stale_after)
-        )
+        if self.state in ("connecting", "stopped"):
+            return f"state is {self.state}"
+        age = self.data_age(now_ms)
+        if age is None:
+            return "no ticker received yet"
+        if age > stale_after:
+            return f"newest data {age:.1f} s old (limit {stale_after:g} s)"
+        if self.lagging(stale_after=stale_after):
+            return f"lag p99 {(self.lag_p99_ms or 0) / 1000:.1f} s (limit {stale_after:g} s)"
+        if self.state != "live":
+            return f"state is {self.state}"
+        return None
+
+    def is_fresh(self, *, stale_after: float, now_ms: int | None = None) -> bool:
+        return self.stale_reason(stale_after=stale_after, now_ms=now_ms) is None
 
 
 def read_feed_status(client: redis.Redis, asset: str) -> FeedStatus | None:
@@ -95,16 +114,16 @@ def read_feed_status(client: redis.Redis, asset: str) -> FeedStatus | None:
 
 def feed_state(
     *,
-    last_message_age: float | None,
+    data_age: float | None,
     lag_p99_ms: float | None,
     connections: int,
     wanted: int,
     stale_after: float,
 ) -> FeedState:
-    """A running feed's state: stale once its tickers stop or its writes fall ``stale_after`` behind."""
-    if last_message_age is None:
+    """A running feed's state: stale once its data is ``stale_after`` old or its writes fall that far behind."""
+    if data_age is None:
         return "connecting"
-    if last_message_age > stale_after or (lag_p99_ms is not None and lag_p99_ms > stale_after * 1000):
+    if data_age > stale_after or (lag_p99_ms is not None and lag_p99_ms > stale_after * 1000):
         return "stale"
     if connections < wanted:
         return "connecting"

@@ -149,8 +149,11 @@ def fill_chain(
     return rows
 
 
-def write_status(client: redis.Redis, *, asset: str, last_message_age: float = 0.2, **changes: object) -> FeedStatus:
-    """A feed status as a running feed writes it, live unless ``changes`` say otherwise."""
+def write_status(
+    client: redis.Redis, *, asset: str, last_message_age: float = 0.2, data_age: float = 0.3, **changes: object
+) -> FeedStatus:
+    """A feed status as a running feed writes it, live unless ``changes`` say otherwise; ``data_age`` (s) gives
+    its ``data_ts``."""
     now = now_ms()
     status = FeedStatus(
         asset=asset,
@@ -161,6 +164,7 @@ def write_status(client: redis.Redis, *, asset: str, last_message_age: float = 0
         subscribed=100,
         instruments=100,
         last_message_ts=now - int(last_message_age * 1000),
+        data_ts=now - int(data_age * 1000),
         messages_per_second=120.5,
         messages_total=12_345,
         reconnects=2,

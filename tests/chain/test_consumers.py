@@ -451,6 +451,7 @@ async def test_a_contract_listed_before_its_first_ticker_has_no_quotes_in_the_sn
         "state": None,
         "index_price": None,
         "last_message_ts": None,
+        "data_ts": None,
         "lag_p50_ms": None,
         "lag_p99_ms": None,
     }

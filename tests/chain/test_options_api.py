@@ -35,7 +35,12 @@ def test_it_keeps_the_seed_users_envelope(client: Client, btc_chain: list[Contra
     body = client.get("/api/options/BTC").json()
     assert body["asset"] == "BTC"
     assert body["total"] == len(body["data"]) == len(btc_chain) == 778
-    assert body["feed"] == {"state": "live", "fresh": True, "last_message_age": pytest.approx(0.2, abs=2)}
+    assert body["feed"] == {
+        "state": "live",
+        "fresh": True,
+        "data_age": pytest.approx(0.3, abs=1),
+        "last_message_age": pytest.approx(0.2, abs=1),
+    }
 
 
 @pytest.mark.parametrize("path", ["/api/options/BTC", "/api/options/BTC/", "/api/options/btc", "/api/options/bTc/"])
@@ -273,7 +278,7 @@ def test_it_answers_an_enabled_asset_without_data_with_no_rows_and_no_feed(clien
     assert body == {
         "asset": "ETH",
         "total": 0,
-        "feed": {"state": None, "fresh": False, "last_message_age": None},
+        "feed": {"state": None, "fresh": False, "data_age": None, "last_message_age": None},
         "data": [],
     }
 
@@ -282,7 +287,7 @@ def test_it_says_when_the_data_it_serves_is_stale(client: Client, fill, redis_cl
     from tests.chain.market import write_status
 
     fill("SOL", limit_expiries=1)
-    write_status(redis_client, asset="SOL", state="stale", last_message_age=120)
+    write_status(redis_client, asset="SOL", state="stale", last_message_age=120, data_age=120)
     body = client.get("/api/options/SOL/").json()
     assert body["total"] > 0
     assert body["feed"]["state"] == "stale"

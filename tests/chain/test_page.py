@@ -55,7 +55,7 @@ def test_the_chain_page_has_a_tab_per_enabled_asset_and_its_live_config(
     assert config["asset"] == "BTC"
     assert config["socket_path"] == "/ws/chain/BTC/"
     assert config["indexes_url"] == "/chain/indexes.json"
-    assert config["stale_after_ms"] == 15_000
+    assert config["stale_after_ms"] == 2_000
     assert [tab["symbol"] for tab in config["assets"]] == ["BTC", "ETH"]
     assert config["assets"][0]["index_price"] == 110_000.0
     assert config["assets"][0]["state"] == "live"

@@ -32,7 +32,9 @@ def test_it_reports_contract_counts_feed_figures_and_redis_memory(
 ) -> None:
     fill("BTC")
     fill("SOL", limit_expiries=2)
-    write_status(redis_client, asset="SOL", state="stale", last_message_age=40, reconnects=7, rejected_frames=3)
+    write_status(
+        redis_client, asset="SOL", state="stale", last_message_age=40, data_age=40, reconnects=7, rejected_frames=3
+    )
     body = client.get("/api/stats/").json()
 
     assets = {entry["asset"]: entry for entry in body["assets"]}
@@ -42,7 +44,8 @@ def test_it_reports_contract_counts_feed_figures_and_redis_memory(
     assert assets["BTC"]["feed"] == {
         "state": "live",
         "fresh": True,
-        "last_message_age": pytest.approx(0.2, abs=2),
+        "data_age": pytest.approx(0.3, abs=1),
+        "last_message_age": pytest.approx(0.2, abs=1),
         "messages_per_second": 120.5,
         "messages_total": 12345,
         "reconnects": 2,
@@ -90,12 +93,12 @@ def test_it_is_healthy_when_every_enabled_feed_is_fresh(client: Client, all_feed
 
 
 def test_it_turns_unhealthy_when_a_feed_stalls(client: Client, all_feeds_live: None, redis_client) -> None:
-    write_status(redis_client, asset="ETH", last_message_age=42)
+    write_status(redis_client, asset="ETH", last_message_age=42, data_age=42)
     response = client.get("/api/health/")
     assert response.status_code == 503
     body = response.json()
     assert body["healthy"] is False
-    assert body["problems"] == ["feed ETH: last ticker 42.0 s ago (limit 15 s)"]
+    assert body["problems"] == ["feed ETH: newest data 42.0 s old (limit 2 s)"]
     assert body["feeds"]["ETH"]["fresh"] is False
     assert body["feeds"]["BTC"]["fresh"] is True
 
@@ -103,30 +106,44 @@ def test_it_turns_unhealthy_when_a_feed_stalls(client: Client, all_feeds_live: N
 def test_it_follows_the_configured_staleness_limit(
     client: Client, all_feeds_live: None, redis_client, settings: SettingsWrapper
 ) -> None:
-    write_status(redis_client, asset="ETH", last_message_age=10)
+    write_status(redis_client, asset="ETH", data_age=1.5)
     assert client.get("/api/health/").status_code == 200
-    settings.FEED_STALE_AFTER = 5.0
-    assert client.get("/api/health/").json()["problems"] == ["feed ETH: last ticker 10.0 s ago (limit 5 s)"]
+    settings.FEED_STALE_AFTER = 1.0
+    assert client.get("/api/health/").json()["problems"] == ["feed ETH: newest data 1.5 s old (limit 1 s)"]
+
+
+def test_quotes_five_seconds_old_are_not_fresh_although_tickers_keep_arriving(
+    client: Client, all_feeds_live: None, redis_client
+) -> None:
+    """Seen before: 5-6 s old quotes flagged fresh, because tickers kept arriving within FEED_STALE_AFTER (15 s)."""
+    write_status(redis_client, asset="ETH", last_message_age=0.1, data_age=5)
+    response = client.get("/api/health/")
+    assert response.status_code == 503
+    assert response.json()["problems"] == ["feed ETH: newest data 5.0 s old (limit 2 s)"]
+    feed = client.get("/api/chain/ETH/").json()["feed"]
+    assert feed["fresh"] is False
+    assert feed["data_age"] == pytest.approx(5, abs=0.5)
+    assert feed["last_message_age"] < 1
 
 
 def test_it_turns_unhealthy_when_a_feeds_writes_lag_past_the_limit(
     client: Client, all_feeds_live: None, redis_client
 ) -> None:
     # As the feed writes it: its tickers keep coming, but it marks itself stale by its lag.
-    write_status(redis_client, asset="ETH", state="stale", lag_p50_ms=9_800.0, lag_p99_ms=15_200.0)
+    write_status(redis_client, asset="ETH", state="stale", lag_p50_ms=1_800.0, lag_p99_ms=2_400.0)
     response = client.get("/api/health/")
     assert response.status_code == 503
     body = response.json()
-    assert body["problems"] == ["feed ETH: lag p99 15.2 s (limit 15 s)"]
+    assert body["problems"] == ["feed ETH: lag p99 2.4 s (limit 2 s)"]
     assert body["feeds"]["ETH"]["fresh"] is False
     assert body["feeds"]["BTC"]["fresh"] is True
     stats = {entry["asset"]: entry for entry in client.get("/api/stats/").json()["assets"]}
-    assert stats["ETH"]["feed"]["lag_p99_ms"] == 15_200.0
+    assert stats["ETH"]["feed"]["lag_p99_ms"] == 2_400.0
     assert stats["ETH"]["feed"]["fresh"] is False
 
 
 def test_it_stays_healthy_while_the_lag_is_within_the_limit(client: Client, all_feeds_live: None, redis_client) -> None:
-    write_status(redis_client, asset="ETH", lag_p50_ms=2_000.0, lag_p99_ms=14_900.0)
+    write_status(redis_client, asset="ETH", lag_p50_ms=900.0, lag_p99_ms=1_900.0)
     response = client.get("/api/health/")
     assert response.status_code == 200
     assert response.json()["feeds"]["ETH"]["fresh"] is True
@@ -136,25 +153,26 @@ def test_it_holds_the_lag_to_its_own_staleness_limit_too(
     client: Client, all_feeds_live: None, redis_client, settings: SettingsWrapper
 ) -> None:
     """A feed running with another FEED_STALE_AFTER still says live; the web process judges by its own."""
-    write_status(redis_client, asset="ETH", lag_p99_ms=6_000.0)
+    write_status(redis_client, asset="ETH", lag_p99_ms=1_800.0)
     assert client.get("/api/health/").status_code == 200
-    settings.FEED_STALE_AFTER = 5.0
+    settings.FEED_STALE_AFTER = 1.5
     response = client.get("/api/health/")
     assert response.status_code == 503
-    assert response.json()["problems"] == ["feed ETH: lag p99 6.0 s (limit 5 s)"]
+    assert response.json()["problems"] == ["feed ETH: lag p99 1.8 s (limit 1.5 s)"]
     assert client.get("/api/chain/ETH/").json()["feed"]["fresh"] is False
 
 
 def test_it_names_every_unhealthy_feed_and_why(client: Client, all_feeds_live: None, redis_client) -> None:
     write_status(redis_client, asset="BTC", state="connecting", last_message_ts=0)
-    write_status(redis_client, asset="SOL", updated_ts=1)
+    # Its worker died while it said live: it wrote nothing since, and its data has aged.
+    write_status(redis_client, asset="SOL", data_age=30, updated_ts=1)
     redis_client.delete(feed_status_key("ETH"))
     response = client.get("/api/health/")
     assert response.status_code == 503
     problems = response.json()["problems"]
     assert problems[0] == "feed BTC: state is connecting"
     assert problems[1] == "feed ETH: no status in Redis (the feed has not started)"
-    assert problems[2].startswith("feed SOL: status last written ")
+    assert problems[2].startswith("feed SOL: newest data 30.")
 
 
 def test_it_ignores_the_feed_of_a_disabled_asset(
@@ -188,3 +206,29 @@ def test_it_answers_503_not_500_when_redis_is_down(client: Client, redis_down: N
 
 def test_it_answers_stats_503_when_redis_is_down(client: Client, redis_down: None) -> None:
     assert client.get("/api/stats/").status_code == 503
+
+
+def test_liveness_is_200_while_redis_and_every_feed_are_down(client: Client, redis_down: None) -> None:
+    assert client.get("/api/health/").status_code == 503
+    response = client.get("/api/health/live/")
+    assert response.status_code == 200
+    assert response.json() == {"alive": True}
+
+
+def test_readiness_is_200_while_the_feeds_are_stale_and_503_without_redis(
+    client: Client, all_feeds_live: None, redis_client, settings: SettingsWrapper
+) -> None:
+    """An exchange outage: every feed stale, the data still served (fresh: false), so the web is ready."""
+    for asset in ("BTC", "ETH", "SOL"):
+        write_status(redis_client, asset=asset, state="stale", last_message_age=60, data_age=60)
+    assert client.get("/api/health/").status_code == 503
+    response = client.get("/api/health/ready/")
+    assert response.status_code == 200
+    assert response.json() == {"ready": True, "problems": []}
+
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    response = client.get("/api/health/ready")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["ready"] is False
+    assert body["problems"][0].startswith("redis: ")

@@ -187,6 +187,31 @@ def test_it_recovers_every_topic_after_a_fault(start_simulator, start_feed, faul
     assert simulator.connection_count() == feed.status().connections_wanted == -(-count // 200)
 
 
+def test_it_goes_stale_when_one_socket_stops_pushing_although_the_others_and_its_pings_carry_on(
+    start_simulator, start_feed
+) -> None:
+    """Before, freshness followed the last message of any socket: one silent socket of two kept "live"."""
+    simulator = start_simulator(assets=("SOL",))
+    count = len(simulator.live_symbols("SOL"))
+    # The watchdog's silence limit is far off: freshness alone must notice.
+    feed = start_feed(simulator, asset="SOL", topics_per_connection=-(-count // 2), stale_after=1.0, silence_timeout=30)
+    poll(live_with_every_topic(feed, simulator, count), timeout=15)
+    assert feed.status().connections == 2
+    assert feed.status().is_fresh(stale_after=1.0)
+
+    simulator.stall_pushes(seconds=5, connections=1)
+    stalled_at = time.monotonic()
+    poll(lambda: feed.status().state == "stale", timeout=4, message="stale while one socket is silent")
+    assert time.monotonic() - stalled_at < 3
+    status = feed.status()
+    assert status.last_message_age() < 0.5, "tickers still arrive on the other socket"
+    reason = status.stale_reason(stale_after=1.0)
+    assert reason is not None
+    assert reason.startswith("newest data")
+    poll(lambda: feed.status().is_fresh(stale_after=1.0), timeout=8, message="fresh again after the stall")
+    assert feed.status().reconnects == 0
+
+
 def test_a_slow_instrument_refresh_does_not_hold_up_rebuilding_a_dead_socket(
     start_simulator, start_feed, redis_client
 ) -> None:

@@ -27,7 +27,14 @@ SYMBOLS = ["BTC-26DEC25-65000-C-USDT", "BTC-26DEC25-65000-C"]
 
 def figures(messages: int = 0) -> ConnectionFigures:
     return ConnectionFigures(
-        connections=1, wanted=1, subscribed=2, messages=messages, last_message_at=0.0, rejected=0, reconnects=0
+        connections=1,
+        wanted=1,
+        subscribed=2,
+        messages=messages,
+        last_message_at=0.0,
+        data_ts=0,
+        rejected=0,
+        reconnects=0,
     )
 
 

@@ -28,3 +28,10 @@ def test_every_long_running_service_has_a_healthcheck() -> None:
     assert {"redis", "postgres", "web", "worker", "beat"} <= set(services)
     for name, service in services.items():
         assert "healthcheck" in service, name
+
+
+def test_the_webs_healthcheck_asks_only_whether_it_serves() -> None:
+    """Not /api/health/: that is 503 while any feed is stale, and an exchange outage would mark the web unhealthy."""
+    web = yaml.safe_load(COMPOSE.read_text())["services"]["web"]
+    check = " ".join(web["healthcheck"]["test"])
+    assert "/api/health/live/" in check

@@ -11,7 +11,8 @@ import { ChainTable, forwardOf } from "./table.js";
 const config = JSON.parse(document.getElementById("chain-config").textContent);
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-// FEED_STALE_AFTER, as the feed and /api/health/ apply it: silence this long, or a lag p99 past it, is not "live".
+// FEED_STALE_AFTER, as the feed and /api/health/ apply it (ingest.status.FeedStatus.stale_reason): data older than
+// this, or a lag p99 past it, is not "live".
 const STALE_AFTER_MS = config.stale_after_ms;
 
 const state = {
@@ -25,6 +26,7 @@ const state = {
   connection: "connecting",
   everLive: false,
   lastFrameAt: 0,
+  data: null, // the age of the newest data seen (exchange ts → the server's ts of its frame) and when it was seen
   hidden: loadHidden(),
 };
 state.expiry = state.expiry || nearestExpiry();
@@ -59,7 +61,7 @@ function viewRows() {
 function onFrame(frame) {
   state.lastFrameAt = Date.now();
   if (frame.type === "snapshot") onSnapshot(frame);
-  else if (frame.type === "update") for (const row of frame.rows) take(row);
+  else if (frame.type === "update") onUpdate(frame);
   else if (frame.type === "instruments") onInstruments(frame);
   else if (frame.type === "status") setFeed({ ...state.feed, state: frame.state });
   else if (frame.type === "error") notice(`The server refused a request: ${frame.message}`, 6000);
@@ -77,6 +79,7 @@ function onSnapshot(frame) {
   const wanted = wantedView();
   state.expiries = frame.expiries;
   setFeed(frame.feed);
+  noteData(frame.ts, frame.feed.data_ts);
   state.rows = incoming;
   incoming = null;
   dirty.clear();
@@ -100,6 +103,27 @@ function fixView() {
   state.settle = settle;
   changeView();
   return false;
+}
+
+function onUpdate(frame) {
+  let newest = 0;
+  for (const row of frame.rows) {
+    take(row);
+    if (row.ts > newest) newest = row.ts;
+  }
+  noteData(frame.ts, newest);
+}
+
+// Ages are measured on the server's clock (exchange ts against the frame's ts), then aged on this one, so that
+// a browser whose clock is off does not call live data stale.
+function noteData(serverTs, dataTs) {
+  if (!dataTs || !serverTs) return;
+  const seen = { age: Math.max(0, serverTs - dataTs), at: Date.now() };
+  if (state.data === null || seen.age <= dataAge()) state.data = seen;
+}
+
+function dataAge() {
+  return state.data === null ? null : state.data.age + (Date.now() - state.data.at);
 }
 
 function take(row) {
@@ -193,7 +217,7 @@ function renderIndicator() {
   const lagging = p99 != null && p99 > STALE_AFTER_MS;
   if (state.connection === "refused") status = "stopped";
   else if (state.connection !== "open") status = state.everLive || state.lastFrameAt ? "reconnecting" : "connecting";
-  else if (feed === "live") status = lagging || Date.now() - state.lastFrameAt > STALE_AFTER_MS ? "stale" : "live";
+  else if (feed === "live") status = lagging || (dataAge() ?? Date.now() - state.lastFrameAt) > STALE_AFTER_MS ? "stale" : "live";
   else if (feed === "connecting") status = state.everLive ? "reconnecting" : "connecting";
   else if (feed === "stale" || feed === "stopped") status = feed;
   else status = "connecting"; // no feed has run for this asset yet
@@ -206,6 +230,7 @@ function renderIndicator() {
   const title = [
     p50 != null ? `Lag, exchange → stored, over the last 10 s: p50 ${format.lag(p50)}, p99 ${format.lag(p99)}` : "",
     state.feed?.last_message_ts ? `Last exchange message ${new Date(state.feed.last_message_ts).toISOString()}` : "",
+    dataAge() != null ? `Newest data ${format.lag(dataAge())} old` : "",
   ].filter(Boolean).join("\n");
   const indicator = $("indicator");
   const lagElement = indicator.querySelector(".indicator-lag");

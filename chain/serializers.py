@@ -184,6 +184,10 @@ class OptionRowSerializer(serializers.Serializer):
     ask_price = _number("Best ask; null when nobody offers.")
     ask_size = _number()
     ask_iv = _number(IV_HELP)
+    crossed = serializers.BooleanField(
+        help_text="True when both sides are quoted and the bid is above the ask (a crossed book); false when "
+        "a side is empty or the bid is at or below the ask."
+    )
     last_price = _number("Last trade price; null before the first trade.")
     mark_price = _number()
     mark_iv = _number(IV_HELP)

@@ -30,7 +30,7 @@ from ingest.connections import ConnectionFigures
 from ingest.events import FeedState, build_chain_instruments, build_chain_status, build_chain_update
 from ingest.keys import chain_group
 from ingest.lag import LagWindow
-from ingest.normalize import BadTicker, ContractRow, apply_ticker
+from ingest.normalize import BadTicker, ContractRow, apply_snapshot
 from ingest.snapshots import LatestSnapshots, Snapshot
 from ingest.status import FeedStatus, feed_state
 from ingest.store import CONTRACT_TTL_RENEW_SECONDS, feed_status_command, row_commands, sync_instruments
@@ -224,7 +224,7 @@ class Flusher:
         if row["ts"] is not None and snapshot.ts < row["ts"]:
             return  # an older snapshot than the one applied
         try:
-            self._rows[symbol] = apply_ticker(
+            applied = apply_snapshot(
                 row,
                 snapshot.data,
                 ts=snapshot.ts,
@@ -235,7 +235,21 @@ class Flusher:
             self._rejected_updates += 1
             self.log.warning("bad-ticker", "rejected a ticker for %s: %s", symbol, exc, asset=self.asset)
             return
-        self._raw[symbol] = snapshot.data
+        self._rows[symbol] = applied.row
+        if applied.kept:
+            # Counted with the rejected frames: Bybit never sends half a side, nor a value that is no number.
+            self._rejected_updates += 1
+            self.log.warning(
+                "partial-ticker",
+                "kept the previous %s of %s: the ticker had them in part or not as numbers",
+                ", ".join(applied.kept),
+                symbol,
+                asset=self.asset,
+            )
+            # Its text no longer stands for the row's values: the next snapshot is read in full.
+            self._raw.pop(symbol, None)
+        else:
+            self._raw[symbol] = snapshot.data
         self._unstored.add(symbol)
 
     def _update_status(self, now: float) -> None:

@@ -23,7 +23,7 @@ from ingest.keys import (
     strikes_key,
     tracked_assets_key,
 )
-from ingest.normalize import TICKER_FIELDS, ContractRow, contract_hash_arguments, static_row
+from ingest.normalize import TICKER_FIELDS, ContractRow, contract_hash_arguments, hash_text, static_row
 from ingest.symbols import OptionContract
 from optionsite.redis_client import RedisCommand, texts
 
@@ -143,7 +143,7 @@ def row_commands(
             for name in TICKER_FIELDS:
                 value = row[name]  # type: ignore[literal-required]
                 if value != before[name]:  # type: ignore[literal-required]
-                    arguments += (name, "" if value is None else str(value))
+                    arguments += (name, hash_text(value))
             if len(arguments) > 2:
                 commands.append(tuple(arguments))
             if symbol in renew_ttl:

@@ -2,7 +2,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.normalize import QUOTE_FIELDS, REST_NAMES, WS_NAMES, BadTicker, apply_ticker, static_row
+from ingest.normalize import (
+    QUOTE_FIELDS,
+    REST_NAMES,
+    WS_NAMES,
+    BadTicker,
+    apply_snapshot,
+    apply_ticker,
+    contract_hash_arguments,
+    static_row,
+)
 from ingest.symbols import parse_symbol
 
 # Bybit's documented option ticker (reference §2), verbatim.
@@ -35,9 +44,25 @@ DOCS_SAMPLE = {
 }
 
 
+# The same with a quoted bid.
+QUOTED = {**DOCS_SAMPLE, "bidPrice": "5", "bidSize": "3", "bidIv": "0.45"}
+
+
 @pytest.fixture
 def row():
     return static_row(parse_symbol("BTC-6JAN23-17500-C"))
+
+
+def bid(row) -> tuple[float | None, float | None, float | None]:
+    return row["bid_price"], row["bid_size"], row["bid_iv"]
+
+
+def ask(row) -> tuple[float | None, float | None, float | None]:
+    return row["ask_price"], row["ask_size"], row["ask_iv"]
+
+
+def without(data: dict[str, str], *names: str) -> dict[str, str]:
+    return {name: value for name, value in data.items() if name not in names}
 
 
 def test_it_reads_every_field_of_bybits_sample(row) -> None:
@@ -65,14 +90,21 @@ def test_it_keeps_previous_values_for_missing_fields(row) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad",
-    [{"markPrice": "abc"}, {"markPrice": "nan"}, {"delta": "inf"}, {"bidPrice": "-1"}, {"askSize": [1]}],
+    ("bad", "kept"),
+    [
+        ({"markPrice": "abc"}, "mark_price"),
+        ({"markPrice": "nan"}, "mark_price"),
+        ({"delta": "inf"}, "delta"),
+        ({"gamma": None}, "gamma"),
+        ({"bidPrice": "-1"}, "bid"),
+        ({"askSize": [1]}, "ask"),
+    ],
 )
-def test_it_rejects_a_snapshot_with_a_non_numeric_value(row, bad) -> None:
-    good = apply_ticker(row, DOCS_SAMPLE, ts=1, received_ts=1)
-    with pytest.raises(BadTicker):
-        apply_ticker(good, {**DOCS_SAMPLE, **bad}, ts=2, received_ts=2)
-    assert good["mark_price"] == 7.86976724
+def test_it_keeps_the_previous_value_of_what_is_not_a_number(row, bad, kept) -> None:
+    good = apply_ticker(row, QUOTED, ts=1, received_ts=1)
+    applied = apply_snapshot(good, {**QUOTED, **bad, "lastPrice": "11"}, ts=2, received_ts=2)
+    assert applied.kept == (kept,)
+    assert applied.row == {**good, "last_price": 11.0, "ts": 2, "received_ts": 2}
 
 
 def test_it_rejects_a_snapshot_for_another_contract(row) -> None:
@@ -82,12 +114,16 @@ def test_it_rejects_a_snapshot_for_another_contract(row) -> None:
 
 def test_it_reads_rest_field_names(row) -> None:
     applied = apply_ticker(
-        row, {"bid1Price": "5", "bid1Iv": "0.4", "markIv": "0.45"}, ts=1, received_ts=1, names=REST_NAMES
+        row,
+        {"bid1Price": "5", "bid1Size": "2", "bid1Iv": "0.4", "markIv": "0.45"},
+        ts=1,
+        received_ts=1,
+        names=REST_NAMES,
     )
     assert (applied["bid_price"], applied["bid_iv"], applied["mark_iv"]) == (5.0, 0.4, 0.45)
 
 
-_TEXTS = st.sampled_from(["0", "1", "2.5", "10", "0.4896", "-0.3"])
+_TEXTS = st.sampled_from(["0", "1", "2.5", "10", "0.4896", "-0.3", "abc", None])
 _SNAPSHOTS = st.dictionaries(st.sampled_from(sorted(WS_NAMES.values())), _TEXTS, max_size=len(WS_NAMES))
 
 
@@ -97,11 +133,91 @@ def test_applying_only_the_changed_text_gives_what_applying_everything_gives(sna
     previous = None
     for ts, data in enumerate(snapshots, start=1):
         try:
-            expected = apply_ticker(full, data, ts=ts, received_ts=ts)
+            expected = apply_snapshot(full, data, ts=ts, received_ts=ts)
         except BadTicker:
             with pytest.raises(BadTicker):
-                apply_ticker(incremental, data, ts=ts, received_ts=ts, previous_data=previous)
+                apply_snapshot(incremental, data, ts=ts, received_ts=ts, previous_data=previous)
             continue
-        incremental = apply_ticker(incremental, data, ts=ts, received_ts=ts, previous_data=previous)
-        assert incremental == expected
-        full, previous = expected, data
+        applied = apply_snapshot(incremental, data, ts=ts, received_ts=ts, previous_data=previous)
+        assert applied == expected
+        # As the flusher does: only a snapshot applied whole stands for the row's text.
+        full, incremental, previous = expected.row, applied.row, None if applied.kept else data
+
+
+def test_it_keeps_the_whole_previous_bid_when_a_snapshot_lacks_its_size(row) -> None:
+    first = apply_ticker(row, QUOTED, ts=1, received_ts=1)
+    moved = {**QUOTED, "bidPrice": "6", "bidIv": "0.47", "markPrice": "8"}
+    second = apply_ticker(first, without(moved, "bidSize"), ts=2, received_ts=2)
+    assert bid(second) == (5.0, 3.0, 0.45)
+    assert second["mark_price"] == 8.0  # the rest of the snapshot is applied
+    assert second["ts"] == 2
+
+
+def test_it_never_gives_an_empty_bid_a_size_without_a_price(row) -> None:
+    empty = apply_ticker(row, DOCS_SAMPLE, ts=1, received_ts=1)
+    assert bid(empty) == (None, None, None)
+    quoted_later = {**DOCS_SAMPLE, "bidPrice": "6", "bidSize": "4", "bidIv": "0.47"}
+    for part in (without(quoted_later, "bidPrice"), without(quoted_later, "bidSize", "bidIv")):
+        assert bid(apply_ticker(empty, part, ts=2, received_ts=2)) == (None, None, None)
+
+
+def named(data: dict[str, str], names: dict[str, str]) -> dict[str, str]:
+    """``data`` (WebSocket names) under ``names``."""
+    wire = {WS_NAMES[field]: names[field] for field in WS_NAMES}
+    return {wire[name]: value for name, value in data.items() if name in wire}
+
+
+@pytest.mark.parametrize("names", [WS_NAMES, REST_NAMES], ids=["websocket", "rest"])
+def test_it_keeps_the_whole_previous_ask_when_its_iv_is_not_a_number(row, names) -> None:
+    first = apply_ticker(row, named(QUOTED, names), ts=1, received_ts=1, names=names)
+    moved = {**QUOTED, "askPrice": "11", "askSize": "2", "askIv": "abc", "bidPrice": "6"}
+    second = apply_ticker(first, named(moved, names), ts=2, received_ts=2, names=names)
+    assert ask(second) == (10.0, 5.1, 0.514)
+    assert bid(second) == (6.0, 3.0, 0.45)
+
+
+def test_it_takes_bybits_empty_side_as_no_quote(row) -> None:
+    quoted = apply_ticker(row, QUOTED, ts=1, received_ts=1)
+    emptied = apply_ticker(quoted, {**QUOTED, "bidPrice": "0", "bidSize": "0", "bidIv": "0"}, ts=2, received_ts=2)
+    assert bid(emptied) == (None, None, None)
+    assert ask(emptied) == (10.0, 5.1, 0.514)
+
+
+def test_it_says_which_sides_and_fields_a_snapshot_could_not_set(row) -> None:
+    first = apply_snapshot(row, QUOTED, ts=1, received_ts=1)
+    assert first.kept == ()
+    broken = {**without(QUOTED, "bidSize"), "askIv": "abc", "markPriceIv": "NaN", "delta": None}
+    second = apply_snapshot(first.row, broken, ts=2, received_ts=2)
+    assert second.kept == ("bid", "ask", "mark_iv", "delta")
+    assert (bid(second.row), ask(second.row), second.row["mark_iv"]) == (bid(first.row), ask(first.row), 0.4896)
+    # A field or a side that is absent altogether is no fault: Bybit leaves some out (docs/redis.md).
+    assert apply_snapshot(first.row, without(QUOTED, "predictedDeliveryPrice"), ts=3, received_ts=3).kept == ()
+
+
+@pytest.mark.parametrize("data", [{"symbol": "BTC-6JAN23-17500-C"}, {"markPrice": "abc", "bidPrice": "1"}])
+def test_it_rejects_a_snapshot_it_can_apply_nothing_of(row, data) -> None:
+    first = apply_ticker(row, QUOTED, ts=1, received_ts=1)
+    with pytest.raises(BadTicker):
+        apply_ticker(first, data, ts=2, received_ts=2)
+
+
+def test_it_flags_a_crossed_book_and_clears_the_flag_when_it_uncrosses(row) -> None:
+    assert row["crossed"] is False
+    quotes = {**DOCS_SAMPLE, "bidSize": "1", "bidIv": "0.4", "askSize": "1", "askIv": "0.41"}
+    crossed = apply_ticker(row, {**quotes, "bidPrice": "392.6", "askPrice": "392.3"}, ts=1, received_ts=1)
+    assert crossed["crossed"] is True
+    uncrossed = apply_ticker(crossed, {**quotes, "bidPrice": "392.1", "askPrice": "392.3"}, ts=2, received_ts=2)
+    assert uncrossed["crossed"] is False
+    locked = apply_ticker(uncrossed, {**quotes, "bidPrice": "392.3", "askPrice": "392.3"}, ts=3, received_ts=3)
+    assert locked["crossed"] is False
+    one_sided = apply_ticker(
+        crossed, {**quotes, "bidPrice": "392.6", "askPrice": "0", "askSize": "0"}, ts=4, received_ts=4
+    )
+    assert (one_sided["ask_price"], one_sided["crossed"]) == (None, False)
+
+
+def test_it_writes_the_crossed_flag_as_1_or_0_in_a_contract_hash(row) -> None:
+    arguments = contract_hash_arguments([("crossed", True), ("bid_price", None), ("ask_price", 392.3)])
+    assert arguments == ["crossed", "1", "bid_price", "", "ask_price", "392.3"]
+    arguments = contract_hash_arguments(row.items())
+    assert arguments[arguments.index("crossed") + 1] == "0"

@@ -73,6 +73,22 @@ def test_it_writes_every_field_first_then_only_what_changed(redis_client: redis.
     assert orjson.loads(redis_client.hget(chain_key(asset), first["symbol"]) or b"null")["mark_price"] == 101.0
 
 
+def test_it_writes_the_crossed_flag_as_true_in_the_chain_and_1_in_the_contract_hash(
+    redis_client: redis.Redis, asset: str
+) -> None:
+    [listed] = sync_instruments(redis_client, asset=asset, contracts=[parse_symbol(SYMBOLS[0])]).listed
+    quotes = {"bidPrice": "392.6", "bidSize": "1", "bidIv": "0.4", "askPrice": "392.3", "askSize": "1", "askIv": "0.41"}
+    crossed = apply_ticker(listed, quotes, ts=1, received_ts=2)
+    uncrossed = apply_ticker(crossed, {**quotes, "bidPrice": "392.1"}, ts=2, received_ts=3)
+    symbol = listed["symbol"]
+    for row, before, flag, text in ((crossed, listed, True, b"1"), (uncrossed, crossed, False, b"0")):
+        pipe = redis_client.pipeline()
+        write_rows(pipe, asset=asset, rows=[row], previous={symbol: before}, contract_hashes=True)
+        pipe.execute()
+        assert orjson.loads(redis_client.hget(chain_key(asset), symbol) or b"null")["crossed"] is flag
+        assert redis_client.hget(contract_key(symbol), "crossed") == text
+
+
 def test_without_contract_hashes_the_chain_entry_is_the_contracts_only_record(
     redis_client: redis.Redis, asset: str
 ) -> None:

@@ -62,6 +62,11 @@ def feed_workers_key() -> str:
     return redis_key("feed-workers")
 
 
+def dispatch_round_key() -> str:
+    """STRING with a TTL: the node that ran the latest dispatch round; while it exists no other round starts."""
+    return redis_key("dispatch-round")
+
+
 def tracked_assets_key() -> str:
     """SET: assets that have data in Redis, so that leftovers can be found without a scan."""
     return redis_key("assets", "tracked")

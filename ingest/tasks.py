@@ -1,4 +1,4 @@
-"""Celery tasks of the ingest, and the worker signals that keep feed workers registered.
+"""Celery tasks of the ingest, and the worker signals that start a feed worker's heartbeat and dispatcher.
 
 The logic lives in ``ingest.supervision`` and ``ingest.placement``.
 """
@@ -31,11 +31,21 @@ def _stop_feeds(**kwargs: Any) -> None:
 
 
 @worker_ready.connect
-def _register_feed_worker(sender: Any, **kwargs: Any) -> None:
-    # Only workers that take feeds may be chosen for one (a worker started with -Q celery is not).
+def _start_feed_worker_threads(sender: Any, **kwargs: Any) -> None:
+    # Only workers that take feeds may be chosen for one (a worker started with -Q celery is not); each of them
+    # also runs the dispatch rounds, so that feeds are placed and taken over for as long as any one of them lives.
     if FEED_QUEUE in sender.app.amqp.queues.consume_from:
+        client = redis_connection()
         FeedWorkerHeartbeat(
-            client=redis_connection(), node=sender.hostname, interval=heartbeat_interval(), stop_event=shutting_down
+            client=client, node=sender.hostname, interval=heartbeat_interval(), stop_event=shutting_down
+        ).start()
+        supervision.FeedDispatcher(
+            client=client,
+            node=sender.hostname,
+            enqueue=_enqueue_feed,
+            interval=supervision.DISPATCH_INTERVAL,
+            first_round_after=supervision.FIRST_ROUND_DELAY,
+            stop_event=shutting_down,
         ).start()
 
 
@@ -48,6 +58,8 @@ def run_feed(self: Task, asset: str) -> str:
     )
 
 
+# The feed workers run the rounds themselves (supervision.FeedDispatcher); the task stays for a round by hand
+# (`celery -A optionsite call ingest.dispatch_feeds`) and for a beat of an older release during an upgrade.
 @shared_task(name="ingest.dispatch_feeds", ignore_result=True)
 def dispatch_feeds() -> list[str]:
     return supervision.dispatch_feeds(

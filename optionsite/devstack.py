@@ -6,9 +6,9 @@ loopback port, stopped on exit), migrate, then start every process with its outp
 prefixed by its name. One Ctrl-C (or any process exiting) stops them all.
 
 The feeds run in ``FEED_PROCESSES`` worker processes (one per core by default), each with
-an interpreter lock of its own; beat starts once they are ready, so that the first
-placement sees them all. ``feeds`` starts only those processes, on the configured Redis
-(the Docker worker service runs it).
+an interpreter lock of its own; they place the feeds among themselves (ingest.supervision),
+and beat, started once they are ready, schedules the instrument refreshes. ``feeds`` starts
+only those processes, on the configured Redis (the Docker worker service runs it).
 
 Nothing here imports Django: the Redis URL has to be settled before settings are read.
 """

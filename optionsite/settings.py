@@ -165,8 +165,9 @@ FEED_CONTRACT_HASHES = env_bool("FEED_CONTRACT_HASHES", False)
 # Feed worker processes `make demo`/`make run` and the Docker worker start (optionsite/devstack.py):
 # one per core, since each process has an interpreter lock of its own.
 FEED_PROCESSES = env_int("FEED_PROCESSES", os.cpu_count() or 1, minimum=1, maximum=64)
+# No "dispatch-feeds" entry: the feed workers run the dispatch rounds themselves (ingest/supervision.py), so
+# that a dead worker's assets are taken over while beat is down too.
 CELERY_BEAT_SCHEDULE = {
-    "dispatch-feeds": {"task": "ingest.dispatch_feeds", "schedule": 2.0, "options": {"expires": 10}},
     "refresh-instruments": {"task": "ingest.refresh_instruments", "schedule": FEED_REFRESH_INTERVAL},
     # Bybit delivers at 08:00 UTC and lists new expiries then: look just after.
     "refresh-after-delivery": {"task": "ingest.refresh_instruments", "schedule": crontab(minute="0,1,5", hour="8")},
@@ -245,7 +246,7 @@ LOGGING = {
         # websocket-client logs every dropped socket at ERROR; the feed logs it once, with context.
         "websocket": {"level": "CRITICAL"},
         "django.channels.server": {"level": "WARNING"},
-        # "Task … received/succeeded" for the dispatch task every two seconds says nothing.
+        # "Task … received/succeeded" for every feed and refresh task says nothing.
         "celery.app.trace": {"level": "WARNING"},
         "celery.worker.strategy": {"level": "WARNING"},
     },

@@ -1,4 +1,4 @@
-"""Real Celery workers and beat run the feeds: placement, admin changes, takeover, shutdown.
+"""Real Celery workers and beat run the feeds: placement, admin changes, takeover (with beat dead too), shutdown.
 
 The feed processes are started with the command line ``make demo`` uses (``optionsite.devstack``).
 """
@@ -133,7 +133,7 @@ def test_two_workers_run_exactly_one_feed_per_asset_and_one_takes_over_after_kil
 ) -> None:
     simulator: RunningSimulator = stack.simulator  # type: ignore[attr-defined]
     workers = {"feeds1": stack.start_feed_worker(1), "feeds2": stack.start_feed_worker(2)}
-    # As `make demo` does: beat starts once the feed processes are up, so that the first placement sees both.
+    # As `make demo` does: beat (the refresh schedules) starts once the feed processes are up.
     poll(lambda: live_feed_worker_names(redis_client) == ["feeds1", "feeds2"], timeout=45, interval=0.2)
     stack.start_beat()
     poll(
@@ -194,3 +194,31 @@ def test_sigterm_flushes_closes_sockets_and_releases_the_leases(stack: Stack, re
         assert status is not None
         assert status.state == "stopped"
     poll(lambda: simulator.connection_count() == 0, timeout=5)
+
+
+def test_the_other_worker_takes_over_a_killed_workers_assets_with_beat_dead(
+    stack: Stack, redis_client: redis.Redis
+) -> None:
+    workers = {"feeds1": stack.start_feed_worker(1), "feeds2": stack.start_feed_worker(2)}
+    poll(lambda: live_feed_worker_names(redis_client) == ["feeds1", "feeds2"], timeout=45, interval=0.2)
+    stack.start_beat()
+    poll(lambda: all(live(redis_client, asset) for asset in ("BTC", "ETH", "SOL")), timeout=45, interval=0.5)
+    beat = stack.processes.pop("beat")
+    beat.send_signal(signal.SIGKILL)
+    beat.wait(timeout=10)
+
+    victim = process_running(redis_client, "BTC")
+    survivor = "feeds2" if victim == "feeds1" else "feeds1"
+    workers[victim].send_signal(signal.SIGKILL)
+    workers[victim].wait(timeout=10)
+    killed_at = time.monotonic()
+
+    # The victim's leases expire within FEED_LEASE_TTL (6 s here); a few seconds more for a round and a start.
+    poll(
+        lambda: {process_running(redis_client, asset) for asset in ("BTC", "ETH", "SOL")} == {survivor},
+        timeout=12,
+        interval=0.2,
+        message=f"{survivor} holds every lease",
+    )
+    poll(lambda: all(live(redis_client, asset) for asset in ("BTC", "ETH", "SOL")), timeout=10, interval=0.2)
+    assert time.monotonic() - killed_at < 16

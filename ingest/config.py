@@ -18,8 +18,12 @@ class FeedSettings:
     topics_per_connection: int = 2000  # Bybit's limit for option sockets (reference §1.4)
     topics_per_request: int = 500  # keeps a request's args under 21,000 characters
     max_args_chars: int = 21_000
+    # Reconnect delays (connections.backoff_delay) double from backoff_initial up to backoff_max: a 5 s cap finds
+    # Bybit back within 5 s of any outage and keeps within its 500 connections per 5 minutes (docs/feed.md).
     backoff_initial: float = 0.5
-    backoff_max: float = 30.0
+    backoff_max: float = 5.0
+    # A connection that delivered tickers this long restarts the backoff when it ends.
+    backoff_reset_after: float = 10.0
     refresh_interval: float = 300.0
     refresh_retry: float = 15.0
     ping_interval: int = 20

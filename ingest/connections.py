@@ -34,9 +34,13 @@ TOPIC_PREFIX = "tickers."
 
 
 def backoff_delay(attempt: int, *, initial: float, maximum: float) -> float:
-    """Exponential backoff with "equal jitter": never a storm, never in lock-step."""
+    """Exponential backoff, jittered over the top fifth of each step: never a storm, never in lock-step.
+
+    The narrow jitter keeps the shortest delay at the cap close to the cap: the cap bounds how late the feed
+    finds the exchange back, the shortest delay how many connections it makes meanwhile (docs/feed.md).
+    """
     ceiling = min(maximum, initial * 2 ** min(attempt, 30))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
+    return ceiling * 0.8 + random.uniform(0, ceiling * 0.2)
 
 
 def subscription_requests(topics: list[str], *, per_request: int, max_chars: int) -> Iterator[list[str]]:
@@ -217,6 +221,10 @@ class AssetConnections:
             self._teardown(shard)
 
     def _schedule_reconnect(self, shard: Shard, now: float, why: str) -> None:
+        if shard.socket is not None and shard.last_message_at - shard.connected_at >= self.settings.backoff_reset_after:
+            # The connection that ended delivered for a while: start again from the shortest delay. One that
+            # fails sooner keeps backing off, so that a server that accepts and drops is not hammered (docs/feed.md).
+            shard.attempts = 0
         self._teardown(shard)
         delay = backoff_delay(shard.attempts, initial=self.settings.backoff_initial, maximum=self.settings.backoff_max)
         shard.attempts += 1
@@ -281,8 +289,6 @@ class AssetConnections:
             shard.messages += 1
             if ts > shard.newest_ts:
                 shard.newest_ts = ts
-            if shard.attempts:
-                shard.attempts = 0
             shard.last_message_at = time.monotonic()
             return
         if frame.get("type") == "COMMAND_RESP":

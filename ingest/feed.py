@@ -34,7 +34,7 @@ from ingest.snapshots import LatestSnapshots
 from ingest.status import FeedStatus
 from ingest.store import purge_asset
 from ingest.symbols import OptionContract
-from ingest.throttled_log import RateLimitedLog
+from ingest.throttled_log import FailureLog, RateLimitedLog
 from optionsite.clock import now_ms
 
 __all__ = ["AssetFeed", "FeedSettings", "StopReason"]
@@ -79,6 +79,9 @@ class AssetFeed:
         self.status = FeedStatus(asset=asset, worker=worker, started_ts=now_ms())
         log = RateLimitedLog(logger)
         self._log = log
+        self._command_failures = FailureLog(
+            logger, "reading the control channel", asset=asset, expected=(redis.RedisError,)
+        )
         snapshots = LatestSnapshots()
         self.connections = AssetConnections(
             asset=asset, settings=settings, snapshots=snapshots, stop_event=self.stop_event, log=log
@@ -93,6 +96,7 @@ class AssetFeed:
             status=self.status,
             log=log,
             observer=flush_observer,
+            owns_lease=owns_lease,
         )
         self._symbols: set[str] = set()  # the listed contracts, as of the last refresh
         self._last_enabled_check = time.monotonic()
@@ -197,9 +201,10 @@ class AssetFeed:
         try:
             message = pubsub.get_message(timeout=timeout)
         except redis.RedisError as exc:
-            self._log.warning("pubsub", "control channel failed: %s", exc, asset=self.asset)
+            self._command_failures.failed(exc)
             time.sleep(timeout)
             return None
+        self._command_failures.succeeded()
         if message is None:
             return None
         if message["channel"].decode().endswith("assets:changed"):
@@ -213,9 +218,12 @@ class AssetFeed:
 
     def _shutdown(self, reason: StopReason) -> None:
         self.connections.close()
-        self.status.state = "stopped"
-        # Once the lease is lost the asset's keys belong to the new owner: write nothing more.
-        self.flusher.stop(final_flush=reason is not StopReason.LEASE_LOST)
+        # Once the lease is lost the asset's keys belong to the new owner: write nothing more, and not even
+        # a write already on its way (a flush that waited out a Redis outage) may say "stopped".
+        lease_lost = reason is StopReason.LEASE_LOST
+        if not lease_lost:
+            self.status.state = "stopped"
+        self.flusher.stop(final_flush=not lease_lost)
         if reason is StopReason.DISABLED:
             try:
                 purge_asset(self.client, asset=self.asset)

@@ -35,7 +35,7 @@ from ingest.snapshots import LatestSnapshots, Snapshot
 from ingest.status import FeedStatus, feed_state
 from ingest.store import CONTRACT_TTL_RENEW_SECONDS, feed_status_command, row_commands, sync_instruments
 from ingest.symbols import OptionContract
-from ingest.throttled_log import RateLimitedLog
+from ingest.throttled_log import FailureLog, RateLimitedLog
 from optionsite.clock import now_ms
 from optionsite.redis_client import execute_packed
 
@@ -88,8 +88,11 @@ class Flusher:
         status: FeedStatus,
         log: RateLimitedLog,
         observer: Callable[[list[ContractRow], int], None] | None = None,
+        owns_lease: Callable[[], bool] = lambda: True,
     ) -> None:
-        """``observer(rows, written_ms)`` is told what each flush stored and when the write completed."""
+        """``observer(rows, written_ms)`` is told what each flush stored and when the write completed;
+        ``owns_lease()`` is asked before each write: once the asset's lease is lost, its keys are another
+        feed's, and this one writes nothing more (not even "stopped")."""
         self.asset = asset
         self.settings = settings
         self.client = client
@@ -99,6 +102,8 @@ class Flusher:
         self.status = status
         self.log = log
         self.observer = observer
+        self.owns_lease = owns_lease
+        self.failures = FailureLog(logger, "flush", asset=asset, expected=(redis.RedisError,))
         self.lags = LagWindow(settings.lag_window)
         self._rows: dict[str, ContractRow] = {}  # the latest applied, per contract
         self._stored: dict[str, ContractRow] = {}  # the rows as Redis holds them
@@ -144,18 +149,25 @@ class Flusher:
         try:
             while not self._stopping.is_set():
                 started = time.monotonic()
-                try:
-                    self.flush(loop)
-                except Exception:
-                    logger.exception("flush failed", extra={"asset": self.asset})
+                self._flush_if_owner(loop)
                 release_freed_memory()
                 self._stopping.wait(max(0.0, self.settings.flush_interval - (time.monotonic() - started)))
-            if self._final_flush:
+            if self._final_flush and self.owns_lease():
                 self.flush(loop)
         except Exception:
             logger.exception("flush failed", extra={"asset": self.asset})
         finally:
             loop.close()
+
+    def _flush_if_owner(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self.owns_lease():
+            return  # the feed stops at its next lease check
+        try:
+            self.flush(loop)
+        except Exception as exc:  # Redis away, or a bug: the next flush tries again
+            self.failures.failed(exc)
+        else:
+            self.failures.succeeded()
 
     def flush(self, loop: asyncio.AbstractEventLoop) -> int:
         """Store what changed since the last write that succeeded; returns how many contracts."""

@@ -46,6 +46,9 @@ class LeaseKeeper(threading.Thread):
 
     A renewal that fails because Redis is unreachable is retried; the lease counts as lost
     once a full TTL has passed since the last successful renewal (it has expired by then).
+    ``held()`` applies that deadline itself, at once: when Redis comes back after a longer
+    outage, the holder must not write a single time before its next renewal finds the lease
+    gone (another worker may own the asset by then).
     """
 
     def __init__(self, lease: Lease) -> None:
@@ -53,9 +56,11 @@ class LeaseKeeper(threading.Thread):
         self.lease = lease
         self._lost = threading.Event()
         self._stopping = threading.Event()
+        # Taken before each renewal is sent, so that it is never later than when Redis restarted the TTL.
+        self._renewed_at = time.monotonic()
 
     def held(self) -> bool:
-        return not self._lost.is_set()
+        return not self._lost.is_set() and time.monotonic() - self._renewed_at < self.lease.ttl_ms / 1000
 
     def stop(self) -> None:
         self._stopping.set()
@@ -63,16 +68,16 @@ class LeaseKeeper(threading.Thread):
 
     def run(self) -> None:
         interval = self.lease.ttl_ms / 3000
-        last_renewed = time.monotonic()
         while not self._stopping.wait(interval):
+            attempted = time.monotonic()
             try:
                 if not self.lease.renew():
                     logger.warning("lease %s was taken over", self.lease.key)
                     self._lost.set()
                     return
-                last_renewed = time.monotonic()
+                self._renewed_at = attempted
             except redis.RedisError as exc:
-                if time.monotonic() - last_renewed > self.lease.ttl_ms / 1000:
+                if time.monotonic() - self._renewed_at > self.lease.ttl_ms / 1000:
                     logger.warning("lease %s expired while Redis was unreachable: %s", self.lease.key, exc)
                     self._lost.set()
                     return

@@ -59,5 +59,14 @@ class CSVRenderer(JSONRenderer):
         writer = csv.writer(buffer)
         writer.writerow(ROW_FIELDS)
         for row in rows:
-            writer.writerow(["" if row.get(name) is None else row[name] for name in ROW_FIELDS])
+            writer.writerow([_csv_value(row.get(name)) for name in ROW_FIELDS])
         return buffer.getvalue().encode()
+
+
+def _csv_value(value: Any) -> Any:
+    """Empty for null; ``true``/``false`` as in the JSON (Python would write ``True``)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value

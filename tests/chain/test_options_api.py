@@ -172,6 +172,7 @@ def test_it_exports_the_same_rows_as_csv(client: Client, btc_chain: list[Contrac
         cells = dict(zip(ROW_FIELDS, line, strict=True))
         assert cells["bid_price"] == ("" if row["bid_price"] is None else repr(row["bid_price"]))
         assert float(cells["strike"]) == row["strike"]
+        assert cells["crossed"] == ("true" if row["crossed"] else "false")
 
 
 def test_it_exports_csv_to_an_accept_header_too(client: Client, btc_chain: list[ContractRow]) -> None:

@@ -6,6 +6,7 @@ Screenshots of each step are written to ``test-artifacts/``.
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import orjson
@@ -114,7 +115,7 @@ def test_the_indicator_shows_the_lag_and_reconnecting_then_live_when_the_simulat
     expect(indicator).to_have_attribute("title", re.compile(r"p50 \S+ m?s, p99 \S+ m?s"))
     screenshot(page, "indicator-live-lag")
 
-    # The page re-reads the lag every 5 s. No real feed here falls 15 s behind, so the poll's answer
+    # The page re-reads the lag every 5 s. No real feed here falls 2 s behind, so the poll's answer
     # is made to: a p99 past FEED_STALE_AFTER is stale, with the p99 shown, until the figures recover.
     def lagging(route: Any) -> None:
         body = route.fetch().json()
@@ -138,6 +139,25 @@ def test_the_indicator_shows_the_lag_and_reconnecting_then_live_when_the_simulat
     screenshot(page, "indicator-reconnecting")
     expect(page.locator("#indicator")).to_have_attribute("data-state", "live", timeout=30_000)
     screenshot(page, "indicator-live-again")
+    assert page.errors == []
+
+
+def test_the_indicator_turns_stale_within_seconds_when_the_data_stops_although_every_socket_stays_up(
+    live_stack: LiveStack, page: Any
+) -> None:
+    """Before, the page and the feed said "Live" for 15 s of silence (FEED_STALE_AFTER, then 15 s)."""
+    open_chain(page, live_stack)
+    indicator = page.locator("#indicator")
+    expect(indicator).to_have_attribute("data-state", "live", timeout=10_000)
+    # Pings are still answered: no socket is rebuilt before FEED_SILENCE_TIMEOUT (10 s); only the data ages.
+    live_stack.simulator.stall_pushes(seconds=8, connections=100)
+    stalled_at = time.monotonic()
+    expect(indicator).to_have_attribute("data-state", "stale", timeout=6_000)
+    assert time.monotonic() - stalled_at < 5
+    expect(indicator).to_have_attribute("title", re.compile(r"Newest data \S+ s old"))
+    expect(page.locator("#indicator .indicator-lag")).to_have_text(re.compile(r"^· data \d+\.\d s old$"))
+    screenshot(page, "indicator-stale-data")
+    expect(indicator).to_have_attribute("data-state", "live", timeout=20_000)
     assert page.errors == []
 
 

@@ -215,16 +215,18 @@ function renderIndicator() {
   const p50 = state.feed?.lag_p50_ms ?? null;
   const p99 = state.feed?.lag_p99_ms ?? null;
   const lagging = p99 != null && p99 > STALE_AFTER_MS;
+  const aged = (dataAge() ?? Date.now() - state.lastFrameAt) > STALE_AFTER_MS;
   if (state.connection === "refused") status = "stopped";
   else if (state.connection !== "open") status = state.everLive || state.lastFrameAt ? "reconnecting" : "connecting";
-  else if (feed === "live") status = lagging || (dataAge() ?? Date.now() - state.lastFrameAt) > STALE_AFTER_MS ? "stale" : "live";
+  else if (feed === "live") status = lagging || aged ? "stale" : "live";
   else if (feed === "connecting") status = state.everLive ? "reconnecting" : "connecting";
   else if (feed === "stale" || feed === "stopped") status = feed;
   else status = "connecting"; // no feed has run for this asset yet
-  // The median lag next to the state; the p99 instead when it is what makes the feed stale.
+  // The median lag next to the state; the p99, or the data's age, instead when it is what makes the feed stale.
   let lag = "";
   if (status === "live" || status === "stale") {
-    if (lagging) lag = `· lag p99 ${format.lag(p99)}`;
+    if (status === "stale" && aged && dataAge() != null) lag = `· data ${format.lag(dataAge())} old`;
+    else if (lagging) lag = `· lag p99 ${format.lag(p99)}`;
     else if (p50 != null) lag = `· lag ${format.lag(p50)}`;
   }
   const title = [

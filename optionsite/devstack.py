@@ -3,7 +3,8 @@
 ``demo`` runs against the local Bybit simulator, ``run`` against live Bybit. Both make
 sure a Redis answers (the one at ``REDIS_URL``, else a private ``redis-server`` on a free
 loopback port, stopped on exit), migrate, then start every process with its output
-prefixed by its name. One Ctrl-C (or any process exiting) stops them all.
+prefixed by its name. One Ctrl-C (or any process exiting) stops them all. ``demo`` keeps its data, and
+the ``admin``/``admin`` superuser it creates, in ``db-demo.sqlite3`` unless ``DATABASE_URL`` names a database.
 
 The feeds run in ``FEED_PROCESSES`` worker processes (one per core by default), each with
 an interpreter lock of its own; they place the feeds among themselves (ingest.supervision),
@@ -37,6 +38,9 @@ import redis
 BASE_DIR = Path(__file__).resolve().parent.parent
 BIN_DIR = Path(sys.executable).parent
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# The demo's own database, where it creates admin/admin: not db.sqlite3, which `make run` and a production
+# run without DATABASE_URL share (issue #12, item 5). Ignored by git, like db.sqlite3.
+DEMO_DATABASE_URL = f"sqlite:///{BASE_DIR / 'db-demo.sqlite3'}"
 # How long beat waits for the feed processes to say they are ready before it starts anyway.
 FEEDS_READY_TIMEOUT = 60
 # Seconds the processes get to stop: a feed process closes its sockets, flushes and releases its leases.
@@ -305,21 +309,38 @@ def start_whole_stack(stack: Stack, *, mode: str, host: str, port: int) -> None:
     print(f"devstack: {mode} is starting; open http://{host}:{port}/ (Ctrl-C stops everything)", flush=True)
 
 
-def run_stack(mode: str) -> int:
-    env = dict(os.environ)
+def stack_env(mode: str, environ: dict[str, str]) -> dict[str, str]:
+    """The children's environment: ``environ`` with what ``mode`` implies where the user said nothing."""
+    env = dict(environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     if mode == "feeds":
-        # The Docker worker: Redis and the database are the environment's, and migrated by the web service.
-        manage(env, "check")
-        return supervise(Stack(env), start=start_feed_processes)
+        # The Docker worker: everything is the environment's.
+        return env
     # Local runs are development runs unless the user configured a production secret.
     if "DJANGO_SECRET_KEY" not in env:
         env.setdefault("DJANGO_DEBUG", "1")
+    if mode == "demo":
+        env.setdefault("DATABASE_URL", DEMO_DATABASE_URL)
+    return env
+
+
+def check(env: dict[str, str]) -> None:
+    """``manage.py check`` with the checks that read the database, which a plain ``check`` leaves out: with debug
+    off they refuse a staff account that has the demo's password (optionsite.checks)."""
+    manage(env, "check", "--database", "default")
+
+
+def run_stack(mode: str) -> int:
+    env = stack_env(mode, dict(os.environ))
+    if mode == "feeds":
+        # The Docker worker: Redis and the database are the environment's, and migrated by the web service.
+        check(env)
+        return supervise(Stack(env), start=start_feed_processes)
     host = env.get("HOST", "127.0.0.1")
     port = int(env.get("PORT", "8000"))
     with ensured_redis(env.get("REDIS_URL")) as redis_url:
         env["REDIS_URL"] = redis_url
-        manage(env, "check")
+        check(env)
         manage(env, "migrate", "--noinput", "-v0")
         manage(env, "collectstatic", "--noinput", "-v0")
         if mode == "demo":

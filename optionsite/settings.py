@@ -30,6 +30,27 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
+# --- HTTPS: all off by default (a laptop over http); docker/compose.yaml turns them on behind a TLS proxy ----
+# The header by which the proxy says a request came over https, e.g. HTTP_X_FORWARDED_PROTO,https. Set it only
+# when the proxy sets that header on every request, overwriting the client's, and the web port is reachable only
+# through the proxy: else any client can claim https.
+_PROXY_SSL_HEADER = env_list("DJANGO_SECURE_PROXY_SSL_HEADER", [])
+if _PROXY_SSL_HEADER and (len(_PROXY_SSL_HEADER) != 2 or not _PROXY_SSL_HEADER[0].startswith("HTTP_")):
+    raise ImproperlyConfigured(
+        f"DJANGO_SECURE_PROXY_SSL_HEADER={os.environ['DJANGO_SECURE_PROXY_SSL_HEADER']!r} must be a request "
+        "header's META name and its value over https, e.g. HTTP_X_FORWARDED_PROTO,https."
+    )
+SECURE_PROXY_SSL_HEADER = (_PROXY_SSL_HEADER[0], _PROXY_SSL_HEADER[1]) if _PROXY_SSL_HEADER else None
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
+# Health probes (the compose healthcheck, load balancers) ask over plain http from inside the proxy.
+SECURE_REDIRECT_EXEMPT = [r"^api/health(/|$)"]
+# Browsers refuse plain http to the site for this long (s) once they saw it over https: hard to take back.
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+# Session and CSRF cookies sent over https only: a login over plain http then fails.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

@@ -14,7 +14,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from optionsite.devstack import PrivateRedis, ensured_redis, feed_services, free_port, redis_answers
+from optionsite.devstack import (
+    DEMO_DATABASE_URL,
+    PrivateRedis,
+    ensured_redis,
+    feed_services,
+    free_port,
+    redis_answers,
+    stack_env,
+)
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -69,6 +77,30 @@ def test_it_refuses_a_bad_number_of_feed_processes_with_one_line() -> None:
     )
     assert result.returncode == 2
     assert result.stderr.startswith("Configuration error: FEED_PROCESSES=0 is out of range [1, 64].")
+
+
+def test_the_demo_keeps_its_data_in_a_database_of_its_own() -> None:
+    """Not db.sqlite3, which `make run` and a production run without DATABASE_URL use: admin/admin stays there."""
+    assert stack_env("demo", {})["DATABASE_URL"] == DEMO_DATABASE_URL
+    assert DEMO_DATABASE_URL.endswith("/db-demo.sqlite3")
+
+
+def test_make_run_uses_the_default_database() -> None:
+    assert "DATABASE_URL" not in stack_env("run", {})
+    assert "DATABASE_URL" not in stack_env("feeds", {})
+
+
+def test_the_demo_uses_the_database_the_user_names() -> None:
+    assert stack_env("demo", {"DATABASE_URL": "sqlite:////tmp/mine.sqlite3"})["DATABASE_URL"] == (
+        "sqlite:////tmp/mine.sqlite3"
+    )
+
+
+def test_local_runs_are_debug_runs_unless_given_a_secret_key() -> None:
+    assert stack_env("demo", {})["DJANGO_DEBUG"] == "1"
+    assert stack_env("run", {})["DJANGO_DEBUG"] == "1"
+    assert "DJANGO_DEBUG" not in stack_env("run", {"DJANGO_SECRET_KEY": "k" * 50})
+    assert "DJANGO_DEBUG" not in stack_env("feeds", {})
 
 
 def get(url: str) -> tuple[int, str]:

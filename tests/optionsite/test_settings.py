@@ -49,6 +49,19 @@ def test_it_passes_with_the_defaults() -> None:
         ({"DATABASE_URL": "nosuchdb://localhost/x"}, "DATABASE_URL='nosuchdb://localhost/x' is not a database URL"),
         ({"FEED_FLUSH_INTERVAL": "fast"}, "FEED_FLUSH_INTERVAL='fast' is not a number"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL='LOUD' must be one of"),
+        ({"DJANGO_SECURE_SSL_REDIRECT": "always"}, "DJANGO_SECURE_SSL_REDIRECT='always' is not a boolean"),
+        ({"DJANGO_SECURE_COOKIES": "secure"}, "DJANGO_SECURE_COOKIES='secure' is not a boolean"),
+        ({"DJANGO_SECURE_HSTS_SECONDS": "1y"}, "DJANGO_SECURE_HSTS_SECONDS='1y' is not a whole number"),
+        ({"DJANGO_SECURE_HSTS_SECONDS": "-1"}, "DJANGO_SECURE_HSTS_SECONDS=-1 is out of range"),
+        ({"DJANGO_SECURE_HSTS_PRELOAD": "maybe"}, "DJANGO_SECURE_HSTS_PRELOAD='maybe' is not a boolean"),
+        (
+            {"DJANGO_SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto"},
+            "DJANGO_SECURE_PROXY_SSL_HEADER='X-Forwarded-Proto' must be",
+        ),
+        (
+            {"DJANGO_SECURE_PROXY_SSL_HEADER": "X_FORWARDED_PROTO,https"},
+            "DJANGO_SECURE_PROXY_SSL_HEADER='X_FORWARDED_PROTO,https' must be",
+        ),
     ],
 )
 def test_it_names_the_variable_of_a_bad_value(overrides: dict[str, str | None], message: str) -> None:
@@ -69,3 +82,16 @@ def test_it_reports_an_unreachable_redis_as_a_check_error() -> None:
 
 def test_it_requires_no_secret_key_in_debug() -> None:
     assert run_check(DJANGO_DEBUG="1", DJANGO_SECRET_KEY=None).returncode == 0
+
+
+def test_it_serves_plain_http_by_default() -> None:
+    """A laptop over http: no redirect, no secure-only cookie, no HSTS, no proxy header trusted."""
+    from django.conf import settings
+
+    if any(name.startswith("DJANGO_SECURE_") for name in os.environ):
+        pytest.skip("the environment sets DJANGO_SECURE_* variables")
+    assert settings.SECURE_SSL_REDIRECT is False
+    assert settings.SESSION_COOKIE_SECURE is False
+    assert settings.CSRF_COOKIE_SECURE is False
+    assert settings.SECURE_HSTS_SECONDS == 0
+    assert settings.SECURE_PROXY_SSL_HEADER is None

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, RegexValidator
 from django.db import models
 
 symbol_validator = RegexValidator(
@@ -10,6 +10,10 @@ symbol_validator = RegexValidator(
     message="An asset symbol is 2 to 10 letters or digits, such as BTC or ETH.",
     code="invalid_symbol",
 )
+
+# A PositiveSmallIntegerField's limit on PostgreSQL and MySQL (a smallint); SQLite would store any 64-bit
+# number, and Django bounds the field by the database it runs on, so the same request passed there.
+DISPLAY_ORDER_MAX = 32767
 
 
 class SymbolField(models.CharField):
@@ -54,7 +58,9 @@ class Asset(models.Model):
     )
     enabled = models.BooleanField(default=True, help_text="Whether the feed tracks this asset's options.")
     display_name = models.CharField(max_length=50, blank=True, help_text="Shown in the page's asset tabs.")
-    display_order = models.PositiveSmallIntegerField(default=100, help_text="Lower comes first.")
+    display_order = models.PositiveSmallIntegerField(
+        default=100, validators=[MaxValueValidator(DISPLAY_ORDER_MAX)], help_text="Lower comes first."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

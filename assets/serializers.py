@@ -9,9 +9,16 @@ from assets.models import Asset, symbol_validator
 
 
 class SymbolField(serializers.CharField):
-    """A coin symbol in any case, validated upper-case as the model stores it."""
+    """A coin symbol in any case, validated upper-case as the model stores it.
+
+    Only a JSON string: DRF's ``CharField`` turns a number into text, so ``{"symbol": 123}`` became asset "123".
+    """
+
+    default_error_messages = {"invalid": 'An asset symbol is a JSON string, such as "BTC".'}
 
     def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
         return super().to_internal_value(data).upper()
 
 
@@ -25,10 +32,11 @@ class AssetSerializer(serializers.ModelSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         requested = self.initial_data.get("symbol") if hasattr(self.initial_data, "get") else None
+        # Its own symbol may be sent back (a PUT of what was read); anything else, a number too, is not it.
         if (
             self.instance is not None
-            and isinstance(requested, str)
-            and requested.strip().upper() != self.instance.symbol
+            and requested is not None
+            and (not isinstance(requested, str) or requested.strip().upper() != self.instance.symbol)
         ):
             raise serializers.ValidationError({"symbol": "An asset's symbol cannot change; create another asset."})
         return attrs

@@ -14,6 +14,8 @@ from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from chain.unavailable import REDIS_UNAVAILABLE, log_unavailable
+
 
 class UnknownAsset(LookupError):
     def __init__(self, asset: str) -> None:
@@ -54,7 +56,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         extra = {"asset": exc.asset, "enabled": False}
         exc = Conflict(str(exc), code="asset_disabled")
     elif isinstance(exc, redis.RedisError):
-        exc = ServiceUnavailable(f"Redis is unavailable: {exc}", code="redis_unavailable")
+        log_unavailable(service="Redis", error=exc)
+        exc = ServiceUnavailable(REDIS_UNAVAILABLE, code="redis_unavailable")
     response = exception_handler(exc, context)
     if response is not None and extra:
         response.data.update(extra)

@@ -25,6 +25,7 @@ from django.db import DatabaseError, connection
 from assets.models import Asset
 from chain.queries import feed_summary
 from chain.readers import read_feed_statuses
+from chain.unavailable import log_unavailable
 from ingest.status import FeedStatus
 from optionsite.clock import now_ms
 from optionsite.redis_client import redis_connection
@@ -41,17 +42,20 @@ class HealthReport:
 
 
 def readiness_problems() -> list[str]:
-    """What keeps this process from serving data: Redis or the database not answering."""
+    """What keeps this process from serving data: Redis or the database not answering (why is logged:
+    the error names the server's address, ``chain.unavailable``)."""
     problems = []
     try:
         redis_connection().ping()
     except redis.RedisError as exc:
-        problems.append(f"redis: {exc}")
+        log_unavailable(service="Redis", error=exc)
+        problems.append("redis: unavailable")
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except DatabaseError as exc:
-        problems.append(f"database: {exc}")
+        log_unavailable(service="database", error=exc)
+        problems.append("database: unavailable")
     return problems
 
 
@@ -62,12 +66,14 @@ def health_report() -> HealthReport:
     try:
         enabled = list(Asset.objects.enabled().values_list("symbol", flat=True))
     except DatabaseError as exc:
-        report.problems.append(f"database: {exc}")
+        log_unavailable(service="database", error=exc)
+        report.problems.append("database: unavailable")
         return report
     try:
         statuses = read_feed_statuses(redis_connection(), assets=enabled)
     except redis.RedisError as exc:
-        report.problems.append(f"redis: {exc}")
+        log_unavailable(service="Redis", error=exc)
+        report.problems.append("redis: unavailable")
         return report
     now = now_ms()
     stale_after = settings.FEED_STALE_AFTER

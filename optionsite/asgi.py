@@ -2,6 +2,7 @@
 
 import gc
 import os
+from typing import Any, cast
 
 import django
 
@@ -12,16 +13,33 @@ django.setup(set_prefix=False)
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-from django.urls import get_resolver  # noqa: E402
+from django.urls import get_resolver, re_path  # noqa: E402
 
 from chain.routing import websocket_urlpatterns  # noqa: E402
 from optionsite.handlers import ThreadedASGIHandler  # noqa: E402
+from optionsite.websocket_origins import SameOriginValidator  # noqa: E402
+
+# HTTP's 404 + 4000, as the chain's close codes (docs/websocket.md, "Close codes").
+CLOSE_NO_ROUTE = 4404
+
+
+async def no_such_websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A WebSocket path that matches no route (``/ws/chain/``, ``/ws/nothing/``): accepted, then closed with
+    4404. Without it Channels' router raises, and daphne logs a traceback and answers the handshake 500.
+    Accepted first so that a browser sees the code (a refused handshake is only a 403 to it); a plain ASGI
+    application, so that it answers whether Redis (the channel layer) does or not."""
+    if (await receive())["type"] == "websocket.connect":
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": CLOSE_NO_ROUTE})
+
+
+# Last, matching any path. Channels routes to ASGI applications; django-stubs types a route's target as a view.
+no_route = re_path(r"", cast(Any, no_such_websocket))
 
 application = ProtocolTypeRouter(
     {
         "http": ThreadedASGIHandler(),
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, no_route]))),
     }
 )
 

@@ -73,6 +73,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before the session is looked up: a NUL in its cookie is refused there (optionsite/middleware.py).
+    "optionsite.middleware.BadInputMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -195,6 +197,15 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- HTTP -----------------------------------------------------------------------------
+# Reverse proxies in front of the web processes, each appending the address it saw to X-Forwarded-For. With 0 the
+# header is ignored and a client is its socket's address; with N, the N-th address from the right: any other entry
+# is what the client wrote, and counting by it let one client rotate past every limit (issue #12). Every per-client
+# count uses it (optionsite.throttling.client_address).
+API_TRUSTED_PROXIES = env_int("API_TRUSTED_PROXIES", 0, minimum=0)
+# Failed logins allowed per client and per username within the window (s), at /admin/login/, /api-auth/login/ and
+# /api/token/; the next attempt answers 429 without checking its password (optionsite/login_throttle.py).
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=1)
+LOGIN_FAILURE_WINDOW = env_int("LOGIN_FAILURE_WINDOW", 300, minimum=1)
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": [
@@ -202,6 +213,12 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "chain.negotiation.FormatNegotiation",
+    # DRF's defaults with JSON through orjson, which refuses a body nested too deep with a 400 (chain/parsers.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "chain.parsers.ORJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
@@ -209,6 +226,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_THROTTLE_CLASSES": ["optionsite.throttling.AnonRedisRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"anon": env_str("API_ANON_RATE", "1200/min")},
+    # For DRF's own throttles, should a view use one; ours ask optionsite.throttling.client_address.
+    "NUM_PROXIES": API_TRUSTED_PROXIES,
     "EXCEPTION_HANDLER": "chain.exceptions.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {

@@ -1,7 +1,7 @@
-"""Staff manage assets in the admin; nobody else can."""
+"""Staff manage assets in the admin, each change as their permissions allow; nobody else can."""
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 
@@ -17,6 +17,14 @@ CHANGELIST = reverse("admin:assets_asset_changelist")
 def staff_client(client: Client) -> Client:
     client.force_login(User.objects.create_superuser("staff", "staff@example.com", "pw"))
     return client
+
+
+def staff_holding(*permissions: str) -> User:
+    """A staff user who holds only the named asset permissions (``add``, ``change``, ``delete``, ``view``)."""
+    user = User.objects.create_user("clerk", password="pw", is_staff=True)
+    codenames = [f"{permission}_asset" for permission in permissions]
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="assets", codename__in=codenames))
+    return user
 
 
 def changelist_form(**changes: object) -> dict[str, object]:
@@ -97,3 +105,26 @@ def test_it_sends_anonymous_users_to_the_login_page(client: Client) -> None:
 def test_it_refuses_a_logged_in_user_who_is_not_staff(client: Client) -> None:
     client.force_login(User.objects.create_user("trader", password="pw"))
     assert client.get(CHANGELIST).status_code == 302
+
+
+def test_it_shows_a_display_order_past_the_fields_limit_in_the_form(staff_client: Client) -> None:
+    for order in (32768, 10_000_000_000):
+        response = staff_client.post(reverse("admin:assets_asset_add"), {"symbol": "DOGE", "display_order": order})
+        assert response.status_code == 200
+        assert "Ensure this value is less than or equal to 32767." in response.content.decode()
+    assert not Asset.objects.filter(symbol="DOGE").exists()
+
+
+@pytest.mark.parametrize("held", [(), ("view",), ("add",), ("change",), ("delete",)])
+def test_it_lets_staff_do_only_what_their_permissions_allow(client: Client, held: tuple[str, ...]) -> None:
+    """The same rule as the API's (tests/assets/test_api.py): add to add, change to edit or enable/disable,
+    delete to delete."""
+    client.force_login(staff_holding(*held))
+    btc = Asset.objects.get(symbol="BTC")
+    add = client.post(reverse("admin:assets_asset_add"), {"symbol": "xrp", "display_order": 40})
+    assert add.status_code == (302 if "add" in held else 403)
+    client.post(CHANGELIST, {"action": "disable_assets", "_selected_action": [btc.pk]})
+    assert Asset.objects.get(symbol="BTC").enabled is ("change" not in held)
+    delete = client.post(reverse("admin:assets_asset_delete", args=[btc.pk]), {"post": "yes"})
+    assert delete.status_code == (302 if "delete" in held else 403)
+    assert Asset.objects.filter(symbol="BTC").exists() is ("delete" not in held)

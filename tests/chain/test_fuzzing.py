@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 import schemathesis
 from django.core.wsgi import get_wsgi_application
+from django.test import override_settings
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Err, Ok
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -51,7 +53,8 @@ def staff_token(db: None) -> str:
     from django.contrib.auth.models import User
     from rest_framework.authtoken.models import Token
 
-    user = User.objects.create_user("fuzzer", password="pw", is_staff=True)
+    # A superuser: a staff user needs the admin's permissions on assets too to change one (assets/views.py).
+    user = User.objects.create_user("fuzzer", password="pw", is_staff=True, is_superuser=True)
     return Token.objects.create(user=user).key
 
 
@@ -93,3 +96,62 @@ def test_it_never_fails_an_anonymous_client(case: Any) -> None:
 def test_it_never_fails_a_staff_client(case: Any, staff_token: str) -> None:
     aim(case)
     check(case, case.call(headers={"Authorization": f"Token {staff_token}"}))
+
+
+# Inputs no generator makes, each once against every operation it concerns (docs/api.md, "Errors").
+def operation_of(result: Ok[Any] | Err[Any]) -> Any:
+    if isinstance(result, Err):
+        raise result.err()
+    return result.ok()
+
+
+OPERATIONS = [operation_of(result) for result in schema.get_all_operations()]
+JSON_OPERATIONS = [
+    operation for operation in OPERATIONS if "application/json" in {b.media_type for b in operation.body}
+]
+# A JSON document 100,000 levels deep: Python's parser recursed once per level and raised RecursionError.
+DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
+# Sent as ``sessionid="abcdefgh\000ijkl"``: Django decodes a quoted cookie's octal escape, and PostgreSQL
+# refuses the NUL when the session is looked up.
+NUL_SESSION_COOKIE = {"sessionid": "abcdefgh\x00ijkl"}
+
+
+def known_case(operation: Any) -> Any:
+    """The operation's case with every path parameter an asset that exists (BTC)."""
+    return operation.Case(path_parameters={parameter.name: "BTC" for parameter in operation.path_parameters})
+
+
+@pytest.mark.parametrize("operation", JSON_OPERATIONS, ids=lambda operation: operation.label)
+def test_it_refuses_a_json_body_nested_100000_deep_from_staff(operation: Any, staff_token: str) -> None:
+    response = known_case(operation).call(
+        data=DEEP_JSON, headers={"Authorization": f"Token {staff_token}", "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400, response.text[:500]
+    assert response.json()["detail"].startswith("JSON parse error - ")
+    check(known_case(operation), response)
+
+
+@pytest.mark.parametrize("operation", JSON_OPERATIONS, ids=lambda operation: operation.label)
+def test_it_refuses_a_json_body_nested_100000_deep_from_an_anonymous_client(operation: Any) -> None:
+    response = known_case(operation).call(data=DEEP_JSON, headers={"Content-Type": "application/json"})
+    # Staff-only writes are refused before their body is read.
+    expected = 400 if operation.path == "/api/token/" else 403
+    assert response.status_code == expected, response.text[:500]
+    check(known_case(operation), response)
+
+
+# The two answers below come from Django before the API (text/plain, or Django's 400 page): they are below 500,
+# not in the schema's content types.
+@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda operation: operation.label)
+def test_it_refuses_a_nul_in_a_cookie(operation: Any) -> None:
+    response = known_case(operation).call(cookies=NUL_SESSION_COOKIE)
+    assert response.status_code == 400, response.text[:500]
+    assert "NUL" in response.text
+
+
+@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda operation: operation.label)
+def test_it_refuses_more_than_1000_query_parameters_even_under_debug(operation: Any) -> None:
+    with override_settings(DEBUG=True):
+        response = known_case(operation).call(params={f"p{index}": "1" for index in range(1001)})
+    assert response.status_code == 400, response.text[:500]
+    assert "TooManyFieldsSent" in response.text

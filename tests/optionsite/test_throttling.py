@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import redis
 from django.test import Client, override_settings
+from pytest_django.fixtures import Settings
 from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
@@ -37,8 +39,9 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return now
 
 
-def anonymous(address: str = "203.0.113.7") -> Request:
-    return Request(APIRequestFactory().get("/api/assets/", REMOTE_ADDR=address), authenticators=[])
+def anonymous(address: str = "203.0.113.7", *, forwarded: str | None = None) -> Request:
+    headers: dict[str, Any] = {} if forwarded is None else {"HTTP_X_FORWARDED_FOR": forwarded}
+    return Request(APIRequestFactory().get("/api/assets/", REMOTE_ADDR=address, **headers), authenticators=[])
 
 
 @dataclass
@@ -132,3 +135,43 @@ def test_an_api_route_answers_429_with_retry_after(client: Client, monkeypatch: 
     assert [response.status_code for response in responses] == [200, 200, 429]
     assert 1 <= int(responses[-1]["Retry-After"]) <= 120
     assert responses[-1].json()["detail"].startswith("Request was throttled.")
+
+
+def test_it_counts_a_client_by_its_socket_address_whatever_it_forwards(clock: list[float]) -> None:
+    check = throttle("10/min")
+    verdicts = [check(anonymous(forwarded=f"198.51.100.{n}")).allowed for n in range(11)]
+    assert verdicts == [True] * 10 + [False]
+
+
+def test_behind_trusted_proxies_it_counts_the_address_the_outermost_one_saw(
+    clock: list[float], settings: Settings
+) -> None:
+    settings.API_TRUSTED_PROXIES = 2
+    check = throttle("2/min")
+    # What the client sent, then what the two proxies appended: the client's address, then the first proxy's.
+    verdicts = [check(anonymous("10.0.0.3", forwarded=f"spoofed-{n}, 203.0.113.9, 10.0.0.2")).allowed for n in range(3)]
+    assert verdicts == [True, True, False]
+    assert check(anonymous("10.0.0.3", forwarded="203.0.113.10, 10.0.0.2")).allowed
+    # Fewer addresses than proxies: the leftmost, as DRF's NUM_PROXIES takes it.
+    assert check(anonymous("10.0.0.3", forwarded="198.51.100.1")).allowed
+
+
+def test_it_keeps_its_keys_short_whatever_a_client_forwards(
+    clock: list[float], settings: Settings, redis_client: redis.Redis
+) -> None:
+    settings.API_TRUSTED_PROXIES = 1
+    check = throttle("10/min")
+    assert check(anonymous(forwarded="x" * 8192)).allowed
+    assert check(anonymous(forwarded="y" * 8192)).allowed
+    keys = [key.decode() for key in redis_client.scan_iter(match=redis_key("throttle:*"))]
+    assert len(keys) == 2
+    assert all(len(key) < 100 for key in keys)
+
+
+@pytest.mark.django_db
+def test_rotating_x_forwarded_for_does_not_escape_an_api_routes_throttle(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(AnonRedisRateThrottle, "THROTTLE_RATES", {"anon": "2/min"})
+    responses = [client.get("/api/assets/", HTTP_X_FORWARDED_FOR=f"198.51.100.{n}") for n in range(3)]
+    assert [response.status_code for response in responses] == [200, 200, 429]

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import logging
 from typing import Any
 
+import redis
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from chain.live import (
@@ -35,9 +40,34 @@ from chain.messages import (
 )
 from ingest.events import ChainInstruments, ChainStatus, ChainUpdate
 from ingest.keys import chain_group
+from ingest.throttled_log import RateLimitedLog
 from optionsite.clock import now_ms
+from optionsite.write_buffer import buffered_bytes_counter
 
 WHOLE_CHAIN: ChainView = {"expiry": None, "settle": None}
+
+# Redis is unreachable: the server cannot serve the connection for now; reconnect later. An application
+# code (as 4403/4404: HTTP's status + 4000) because daphne's autobahn refuses to send RFC 6455's 1013
+# "Try Again Later" ("invalid close code 1013"). Before the handshake is accepted, closing refuses it
+# instead (daphne answers 403), and the page's reconnect backs off (docs/websocket.md, "Redis unreachable").
+CLOSE_REDIS_UNAVAILABLE = 4503
+
+# channels-redis forgets a group member that joined more than the layer's ``group_expiry`` ago (24 h
+# by default) at the next ``group_send``: each connection re-joins this many times per expiry.
+MEMBERSHIP_RENEWALS_PER_EXPIRY = 3
+
+# Every connection of a process meets the same outage: one line per 10 s says so, with a count.
+outage_log = RateLimitedLog(logging.getLogger(__name__))
+
+
+@functools.cache
+def warn_write_buffer_uncounted() -> None:
+    """Once per process: under a server that does not count what it buffers, a client that acknowledges
+    without reading can grow the process without bound."""
+    logging.getLogger(__name__).warning(
+        "the server does not report its WebSocket write buffers (run it with python -m optionsite.webserver): "
+        "only the clients' acknowledgements bound what they are sent"
+    )
 
 
 class ChainConsumer(AsyncWebsocketConsumer):
@@ -48,7 +78,36 @@ class ChainConsumer(AsyncWebsocketConsumer):
         self.asset = ""
         self.group = ""
         self.view = WHOLE_CHAIN
-        self.delivery = Delivery()
+        self.membership_renewal: asyncio.Task[None] | None = None
+
+    @functools.cached_property
+    def delivery(self) -> Delivery:
+        """Made at first use, once the scope is known: the server's count of what this connection holds in
+        its write buffer comes with it (``optionsite.write_buffer``)."""
+        buffered_bytes = buffered_bytes_counter(self.scope)
+        if buffered_bytes is None:
+            warn_write_buffer_uncounted()
+        return Delivery(buffered_bytes=buffered_bytes)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """The connection's whole life. Redis unreachable at any point of it (the channel layer's wait
+        for events included) closes the connection with 4503 rather than ending in a traceback."""
+        try:
+            await super().__call__(scope, receive, send)
+        except redis.RedisError as exc:
+            outage_log.warning(
+                "redis",
+                "Redis is unreachable, closing with %d: %s",
+                CLOSE_REDIS_UNAVAILABLE,
+                exc,
+                asset=self.asset or "-",
+            )
+            await self.close(code=CLOSE_REDIS_UNAVAILABLE)
+        finally:
+            self.stop_renewing_membership()
+            # daphne cancels a consumer still running 10 s after its socket closed; cancelled, it would never
+            # reach disconnect() and would stay in its group, sent every update for group_expiry.
+            await asyncio.shield(self.leave_group())
 
     async def connect(self) -> None:
         asset = str(self.scope["url_route"]["kwargs"]["asset"]).strip().upper()
@@ -65,14 +124,39 @@ class ChainConsumer(AsyncWebsocketConsumer):
             self.view, problem = WHOLE_CHAIN, exc
         self.group = chain_group(asset)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        self.membership_renewal = asyncio.create_task(self.renew_membership())
         await self.accept()
         if problem is not None:
             await self.send_error(problem)
         await self.send_snapshot("connect")
 
     async def disconnect(self, code: int) -> None:
+        self.stop_renewing_membership()
+        await self.leave_group()
+
+    async def leave_group(self) -> None:
         if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            group, self.group = self.group, ""
+            # With Redis unreachable the membership lapses by itself after ``group_expiry``.
+            with contextlib.suppress(redis.RedisError):
+                await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def renew_membership(self) -> None:
+        """Re-join the group a few times per ``group_expiry``, so that channels-redis never forgets
+        a connection that stays open longer than that (docs/websocket.md, "Connections open for days")."""
+        every = self.channel_layer.group_expiry / MEMBERSHIP_RENEWALS_PER_EXPIRY
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.channel_layer.group_add(self.group, self.channel_name)
+            except redis.RedisError as exc:
+                # The wait for events fails too, and closes the connection; else the next renewal is in time.
+                outage_log.warning("redis", "could not renew a group membership: %s", exc, asset=self.asset)
+
+    def stop_renewing_membership(self) -> None:
+        if self.membership_renewal is not None:
+            self.membership_renewal.cancel()
+            self.membership_renewal = None
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not self.asset:  # refused, and closing
@@ -179,4 +263,4 @@ class ChainConsumer(AsyncWebsocketConsumer):
         """Send one message's frames back to back; the client acknowledges the last one's ``seq``."""
         for text in texts:
             await self.send(text_data=text)
-        self.delivery.sent(seq=last_seq, size=sum(map(len, texts)))
+        self.delivery.sent(seq=last_seq)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -27,14 +27,17 @@ from optionsite.redis_client import redis_connection
 AssetState = Literal["enabled", "disabled", "unknown"]
 ChainEvent = ChainUpdate | ChainInstruments | ChainStatus
 
-# A connection may have this many messages (a snapshot or an update, however many frames it takes),
-# or bytes, sent and not acknowledged yet (one message is always allowed, however large). Beyond that
-# the client is not keeping up: it gets nothing more until it acknowledges, and then one fresh
-# snapshot instead of the backlog. With the ingest's 4 flushes a second that is about two seconds of
-# updates; the byte bound caps what a slow client can pin in the server's write buffer (a whole
-# chain of 1,500 contracts changing every flush is ~4 MiB/s).
+# A connection may have this many messages (a snapshot or an update, however many frames it takes) sent and
+# not acknowledged yet: beyond that the client is not keeping up, by its own word. It gets nothing more until it
+# acknowledges, and then one fresh snapshot instead of the backlog. With the ingest's 4 flushes a second that is
+# about two seconds of updates.
 MAX_UNACKED_MESSAGES = 8
-MAX_UNACKED_BYTES = 8 * 1024 * 1024
+# And, whatever it acknowledges, a connection may have this many bytes waiting in the server's write buffer
+# (sent by the consumer, not yet taken by the socket) before it gets nothing more; one message goes whenever the
+# buffer is below this, however large the message. A whole chain of 1,500 contracts is ~1.2 MB of JSON (~770
+# bytes a row), so a client whose link carries the stream is not cut off by one snapshot; what a client that
+# stops reading can make the server hold is this plus one message (docs/websocket.md, "Falling behind").
+MAX_BUFFERED_BYTES = 2 * 1024 * 1024
 
 # An event handled this much later (ms) than the quickest of the connection's recent events waited
 # in a queue: this connection (or the whole process) is behind, and the channel layer may already
@@ -242,16 +245,20 @@ class Delivery:
     """One connection's flow control: frame numbers, what the client has not acknowledged yet, and
     whether it needs a fresh snapshot because it (or this process) fell behind.
 
-    Channels gives a consumer no back-pressure (daphne buffers whatever is sent), so a slow reader
-    is found out by its acknowledgements, and a consumer that is itself behind by the age of the
-    events it handles. Either way the connection skips events and gets one snapshot when it can
-    take one again: a snapshot is at most the size of the view, a backlog has no bound.
+    A slow reader is found out two ways: by its acknowledgements (the client's word, which a client may give
+    without reading) and by what the server still holds for its socket (``buffered_bytes``, counted by the
+    server: ``optionsite.write_buffer``). A consumer that is itself behind is found out by the age of the
+    events it handles. Either way the connection skips events and gets one snapshot when it can take one
+    again: a snapshot is at most the size of the view, a backlog has no bound.
+
+    ``buffered_bytes`` is ``None`` under a server that does not count (Channels' test communicator, a plain
+    daphne): then only acknowledgements bound what a connection is sent.
     """
 
+    buffered_bytes: Callable[[], int] | None = None
     seq: int = 0
     resync_due: bool = False
-    _unacked: deque[tuple[int, int]] = field(default_factory=deque)
-    _unacked_bytes: int = 0
+    _unacked: deque[int] = field(default_factory=deque)
     _recent_delays: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
 
     def next_seq(self) -> int:
@@ -259,21 +266,20 @@ class Delivery:
         return self.seq
 
     def has_room(self) -> bool:
-        if not self._unacked:
-            return True
-        return len(self._unacked) < MAX_UNACKED_MESSAGES and self._unacked_bytes < MAX_UNACKED_BYTES
+        if len(self._unacked) >= MAX_UNACKED_MESSAGES:
+            return False
+        return self.buffered_bytes is None or self.buffered_bytes() < MAX_BUFFERED_BYTES
 
-    def sent(self, *, seq: int, size: int) -> None:
-        """A message went out: its last frame is ``seq``, its frames ``size`` characters in all."""
-        self._unacked.append((seq, size))
-        self._unacked_bytes += size
+    def sent(self, *, seq: int) -> None:
+        """A message went out: its last frame is ``seq``."""
+        self._unacked.append(seq)
 
     def acknowledge(self, seq: int) -> bool:
         """The client applied every frame up to ``seq``; ``True`` when a due snapshot can go now."""
         if seq > self.seq:
             raise BadMessage(f"ack for seq {seq}, but the last frame sent is {self.seq}")
-        while self._unacked and self._unacked[0][0] <= seq:
-            self._unacked_bytes -= self._unacked.popleft()[1]
+        while self._unacked and self._unacked[0] <= seq:
+            self._unacked.popleft()
         return self.resync_due and self.has_room()
 
     def admit(self, *, event_ts: int, now_ms: int) -> Admission:

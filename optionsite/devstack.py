@@ -281,6 +281,12 @@ def simulator_services(*, mode: str, env: dict[str, str]) -> list[Service]:
     return [Service("simulator", [sys.executable, "manage.py", "bybit_simulator", "--port", str(simulator_port)])]
 
 
+def web_server_args(*, host: str, port: int | str) -> list[str]:
+    """The web server's command line, for every launcher: daphne through ``optionsite.webserver``, which
+    tells the consumers what their connections hold in its write buffers."""
+    return [sys.executable, "-m", "optionsite.webserver", "-b", host, "-p", str(port), "optionsite.asgi:application"]
+
+
 def front_services(*, host: str, port: int) -> list[Service]:
     """Beat and the web server: started once the feed processes are ready."""
     run_dir = BASE_DIR / ".run"
@@ -288,7 +294,7 @@ def front_services(*, host: str, port: int) -> list[Service]:
     celery = str(BIN_DIR / "celery")
     return [
         Service("beat", [celery, "-A", "optionsite", "beat", "-l", "INFO", "-s", str(run_dir / "celerybeat-schedule")]),
-        Service("web", [str(BIN_DIR / "daphne"), "-b", host, "-p", str(port), "optionsite.asgi:application"]),
+        Service("web", web_server_args(host=host, port=port)),
     ]
 
 

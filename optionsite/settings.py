@@ -131,7 +131,8 @@ CACHES = {
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # channels-redis' layer, forgetting what reached a channel once its consumer left (optionsite/channel_layer.py)
+        "BACKEND": "optionsite.channel_layer.ChannelLayer",
         "CONFIG": {
             # One pooled connection per consumer joining its group at once: redis-py's default
             # cap of 100 failed a burst of 150 browser tabs connecting together.
@@ -145,6 +146,10 @@ CHANNEL_LAYERS = {
             # A browser tab that stops reading must not hold updates for everyone else.
             "capacity": 200,
             "expiry": 30,
+            # A group member is forgotten this long (s) after it last joined; every connection re-joins
+            # three times per period (chain.consumers), so a page may stay open for days. channels-redis'
+            # default; shorter only in tests.
+            "group_expiry": env_int("CHANNEL_LAYER_GROUP_EXPIRY", 86400, minimum=1),
         },
     }
 }

@@ -270,6 +270,7 @@ def run(env: dict[str, str], *, port: int, log: Path) -> None:
     import django
 
     django.setup()
+    from optionsite.devstack import web_server_args
     from optionsite.redis_client import redis_connection
     from tests.chain.market import fill_chain, real_contracts, write_status
 
@@ -281,7 +282,7 @@ def run(env: dict[str, str], *, port: int, log: Path) -> None:
     print(f"machine: {os.cpu_count()} CPUs, load average before the run {os.getloadavg()[0]:.2f}")
     for label, (p50, p99) in read_timings(ASSET).items():
         print(f"redis read of the chain, {label:<30} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
-    daphne = [str(BIN_DIR / "daphne"), "-b", "127.0.0.1", "-p", str(port), "optionsite.asgi:application"]
+    daphne = web_server_args(host="127.0.0.1", port=port)
     with running(daphne, env, log) as server:
         wait_until_serving(url)
         with urllib.request.urlopen(url) as response:

@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 import psutil
 
-from optionsite.devstack import ensured_redis, free_port
+from optionsite.devstack import ensured_redis, free_port, web_server_args
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(sys.executable).parent
@@ -241,7 +241,7 @@ def main() -> None:
                     stderr=subprocess.STDOUT,
                 )
                 processes["daphne"] = subprocess.Popen(
-                    [str(BIN_DIR / "daphne"), "-b", "127.0.0.1", "-p", str(port), "optionsite.asgi:application"],
+                    web_server_args(host="127.0.0.1", port=port),
                     cwd=BASE_DIR,
                     env=env,
                     stdout=(logs / "daphne.log").open("wb"),

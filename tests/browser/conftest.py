@@ -28,7 +28,7 @@ from ingest.simulator import SimulatorConfig
 from ingest.simulator.runner import SimulatorProcess, run_simulator_process
 from ingest.status import read_feed_status
 from ingest.store import purge_asset
-from optionsite.devstack import free_port
+from optionsite.devstack import free_port, web_server_args
 from tests.browser import CHROMIUM, chromium_installed
 from tests.ingest.conftest import poll
 
@@ -62,7 +62,7 @@ class LiveStack:
 
     def start_daphne(self) -> None:
         port = self.base_url.rsplit(":", 1)[1]
-        self.start("daphne", [str(BIN_DIR / "daphne"), "-b", "127.0.0.1", "-p", port, "optionsite.asgi:application"])
+        self.start("daphne", web_server_args(host="127.0.0.1", port=port))
         poll(self.answers, timeout=30, interval=0.2, message="daphne answers")
 
     def stop(self, name: str) -> None:

@@ -7,6 +7,7 @@ Redis is filled by the ingest's own writer and events are sent the way the inges
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ import redis
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from pytest_django.fixtures import Settings as SettingsWrapper
 
 from chain.live import MAX_UNACKED_MESSAGES
 from chain.messages import MAX_ROWS_PER_FRAME
@@ -248,6 +250,58 @@ async def test_it_refuses_a_page_from_another_origin(fill: Callable[..., list[Co
     assert not accepted
 
 
+def handshake(*, scheme: str, host: str, origin: str) -> WebsocketCommunicator:
+    """A handshake as a browser sends it, with the ``Host`` it connects to and its page's ``Origin``."""
+    from optionsite.asgi import application
+
+    client = WebsocketCommunicator(
+        application, "/ws/chain/BTC/", headers=[(b"host", host.encode()), (b"origin", origin.encode())]
+    )
+    client.scope["scheme"] = scheme  # not among the communicator's arguments; read when the handshake starts
+    return client
+
+
+async def opens(client: WebsocketCommunicator) -> bool:
+    """Whether the handshake is accepted; the connection is closed either way, as a server ends a refused one."""
+    accepted, _ = await client.connect(timeout=5)
+    await client.disconnect()
+    return accepted
+
+
+@pytest.mark.parametrize(
+    ("scheme", "host", "origin", "accepted"),
+    [
+        ("ws", "127.0.0.1:8000", "http://127.0.0.1:8000", True),
+        ("wss", "localhost", "https://localhost", True),
+        ("ws", "localhost:8000", "http://localhost:3000", False),  # another port of an allowed host
+        ("ws", "localhost:8000", "https://localhost:8000", False),  # another scheme
+        ("wss", "localhost", "http://localhost", False),  # a page without TLS, for a socket with it
+        ("ws", "localhost:8000", "null", False),  # a sandboxed page or a file
+        ("ws", "evil.example", "http://evil.example", False),  # a host not served: DNS rebinding
+    ],
+)
+async def test_it_accepts_a_page_only_from_its_own_origin(
+    fill: Callable[..., list[ContractRow]], scheme: str, host: str, origin: str, accepted: bool
+) -> None:
+    fill("BTC", limit_expiries=1)
+    assert await opens(handshake(scheme=scheme, host=host, origin=origin)) is accepted
+
+
+async def test_it_accepts_a_page_from_a_trusted_origin(
+    fill: Callable[..., list[ContractRow]], settings: SettingsWrapper
+) -> None:
+    # As Django's CSRF check reads the setting: exact origins, and "*." for every subdomain.
+    settings.CSRF_TRUSTED_ORIGINS = ["http://localhost:3000", "https://*.example.com"]
+    fill("BTC", limit_expiries=1)
+    for origin, accepted in [
+        ("http://localhost:3000", True),
+        ("https://chain.example.com", True),
+        ("http://localhost:3001", False),
+        ("http://chain.example.com", False),
+    ]:
+        assert await opens(handshake(scheme="ws", host="localhost:8000", origin=origin)) is accepted, origin
+
+
 @pytest.mark.parametrize(
     ("message", "code"),
     [
@@ -473,3 +527,41 @@ async def test_it_stays_connected_through_30_s_without_an_event(
     assert update["type"] == "update"
     assert update["rows"] == changed
     await client.disconnect()
+
+
+def with_group_expiry(layers: dict[str, Any], seconds: int) -> dict[str, Any]:
+    """``CHANNEL_LAYERS`` with channels-redis forgetting a group member ``seconds`` after it (re)joined."""
+    changed = copy.deepcopy(layers)
+    changed["default"]["CONFIG"]["group_expiry"] = seconds
+    return changed
+
+
+@pytest.mark.slow
+async def test_it_stays_in_its_group_through_several_group_expiries(
+    fill: Callable[..., list[ContractRow]], redis_client: redis.Redis, settings: SettingsWrapper
+) -> None:
+    # channels-redis drops a member that joined more than group_expiry ago at the next group_send
+    # (24 h by default): a page open that long stopped updating, without a sign.
+    settings.CHANNEL_LAYERS = with_group_expiry(settings.CHANNEL_LAYERS, 2)
+    rows = fill("BTC", limit_expiries=1)
+    client, _ = await connected("/ws/chain/BTC/")
+    await asyncio.sleep(6.5)
+    changed = repriced(rows[:2], mark=321.0)
+    await publish(redis_client, build_chain_update(asset="BTC", rows=changed), rows=changed)
+    update = await receive(client, timeout=5)
+    assert update["type"] == "update"
+    assert update["rows"] == changed
+    await client.disconnect()
+
+
+async def test_it_stops_renewing_its_group_membership_once_disconnected(
+    fill: Callable[..., list[ContractRow]], redis_client: redis.Redis, settings: SettingsWrapper
+) -> None:
+    settings.CHANNEL_LAYERS = with_group_expiry(settings.CHANNEL_LAYERS, 3)  # renewed every second
+    fill("BTC", limit_expiries=1)
+    members = get_channel_layer()._group_key(chain_group("BTC"))  # channels-redis' key for the group
+    client, _ = await connected("/ws/chain/BTC/")
+    assert redis_client.zcard(members) == 1
+    await client.disconnect()
+    await asyncio.sleep(1.5)
+    assert redis_client.zcard(members) == 0

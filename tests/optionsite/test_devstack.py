@@ -148,7 +148,7 @@ def test_the_demo_serves_live_data_admin_and_api_then_stops_everything_on_ctrl_c
         assert get(f"http://127.0.0.1:{port}/admin/login/")[0] == 200
         assert get(f"http://127.0.0.1:{port}/api/")[0] == 200
         names = " ".join(" ".join(child.cmdline()) for child in psutil.Process(stack.pid).children(recursive=True))
-        for expected in ("redis-server", "bybit_simulator", "feeds1@", "feeds2@", "beat", "daphne"):
+        for expected in ("redis-server", "bybit_simulator", "feeds1@", "feeds2@", "beat", "optionsite.webserver"):
             assert expected in names
         children = psutil.Process(stack.pid).children(recursive=True)
     finally:
@@ -178,7 +178,7 @@ def test_no_process_outlives_a_launcher_killed_with_sigkill(tmp_path: Path) -> N
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
-    wanted = ("redis-server", "bybit_simulator", "feeds1@", "beat", "daphne")
+    wanted = ("redis-server", "bybit_simulator", "feeds1@", "beat", "optionsite.webserver")
     children: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 90

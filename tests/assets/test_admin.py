@@ -128,3 +128,11 @@ def test_it_lets_staff_do_only_what_their_permissions_allow(client: Client, held
     delete = client.post(reverse("admin:assets_asset_delete", args=[btc.pk]), {"post": "yes"})
     assert delete.status_code == (302 if "delete" in held else 403)
     assert Asset.objects.filter(symbol="BTC").exists() is ("delete" not in held)
+
+
+@pytest.mark.parametrize("selected", ["abc", "1\x00", "", "1e3"])
+def test_it_answers_400_to_selected_assets_that_are_not_ids(staff_client: Client, selected: str) -> None:
+    """Seen on PostgreSQL before: a forged ``_selected_action`` raised ValueError in the lookup, a 500."""
+    response = staff_client.post(CHANGELIST, {"action": "disable_assets", "_selected_action": [selected]})
+    assert response.status_code == 400
+    assert Asset.objects.filter(enabled=True).count() == 3

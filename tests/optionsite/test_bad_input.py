@@ -31,11 +31,10 @@ from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
 from yarl import URL
 
-from optionsite.devstack import free_port
+from optionsite.devstack import free_port, web_server_args
 from tests import in_ci
 
 BASE_DIR = Path(__file__).resolve().parents[2]
-BIN_DIR = Path(sys.executable).parent
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
 CLOSE_NO_ROUTE = 4404
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432/postgres")
@@ -166,7 +165,7 @@ def running_daphne(*, database_url: str, directory: Path) -> Iterator[WebServer]
     log = directory / "daphne.log"
     with log.open("wb") as output:
         daphne = subprocess.Popen(
-            [str(BIN_DIR / "daphne"), "-b", "127.0.0.1", "-p", str(port), "optionsite.asgi:application"],
+            web_server_args(host="127.0.0.1", port=port),
             cwd=BASE_DIR,
             env=env,
             stdout=output,

@@ -13,7 +13,6 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import status
 from rest_framework.decorators import api_view, permission_classes, throttle_classes
 from rest_framework.permissions import AllowAny
-from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
@@ -24,7 +23,7 @@ from chain import serializers
 from chain.filters import RowFilter
 from chain.health import health_report, readiness_problems
 from chain.queries import chain_summary, chain_table, expiry_list, options_page, served_asset, site_stats, strike_list
-from chain.renderers import CSVRenderer, ORJSONRenderer
+from chain.renderers import CSVRenderer, ORJSONRenderer, ShortBrowsableAPIRenderer
 
 _BAD_QUERY = OpenApiResponse(OpenApiTypes.OBJECT, description="A parameter is malformed: {field: [reason, ...]}.")
 _UNKNOWN = OpenApiResponse(serializers.ErrorSerializer, description="No such asset (or expiry).")
@@ -101,7 +100,7 @@ def api_root(request: Request) -> Response:
 class OptionsView(APIView):
     """Every contract of the asset as a flat row; filters combine (AND). ``?format=csv`` for CSV."""
 
-    renderer_classes = [ORJSONRenderer, BrowsableAPIRenderer, CSVRenderer]
+    renderer_classes = [ORJSONRenderer, ShortBrowsableAPIRenderer, CSVRenderer]
 
     @extend_schema(
         operation_id="options_list",

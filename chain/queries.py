@@ -36,6 +36,7 @@ from chain.readers import (
 from chain.rows import Row, RowList, with_age
 from ingest.status import FeedStatus
 from ingest.symbols import SettleCoin, SymbolError, parse_symbol
+from optionsite.handlers import queue_figures
 from optionsite.redis_client import redis_connection
 
 _PROCESS_STARTED = psutil.Process().create_time()
@@ -260,6 +261,14 @@ def site_stats() -> dict[str, Any]:
         )
     return {
         "uptime_seconds": round(now / 1000 - _PROCESS_STARTED, 3),
+        "web": {
+            "threads": settings.HTTP_THREADS,
+            "queue_limit": settings.HTTP_QUEUE_LIMIT,
+            "queue_timeout": settings.HTTP_QUEUE_TIMEOUT,
+            "waiting": queue_figures.waiting,
+            "shed_full": queue_figures.shed_full,
+            "shed_waited": queue_figures.shed_waited,
+        },
         "redis": {
             "version": stats.version,
             "used_memory": stats.used_memory,

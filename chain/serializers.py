@@ -341,8 +341,18 @@ class RedisStatsSerializer(serializers.Serializer):
     uptime_seconds = serializers.IntegerField()
 
 
+class WebStatsSerializer(serializers.Serializer):
+    threads = serializers.IntegerField(help_text="HTTP_THREADS: threads running requests' Django code.")
+    queue_limit = serializers.IntegerField(help_text="HTTP_QUEUE_LIMIT: requests that may wait for a thread.")
+    queue_timeout = serializers.FloatField(help_text="HTTP_QUEUE_TIMEOUT: seconds a request may wait for one.")
+    waiting = serializers.IntegerField(help_text="Requests waiting for a thread now.")
+    shed_full = serializers.IntegerField(help_text="Requests answered 503 since start: the queue was full.")
+    shed_waited = serializers.IntegerField(help_text="Requests answered 503 since start: they waited too long.")
+
+
 class StatsSerializer(serializers.Serializer):
     uptime_seconds = serializers.FloatField(help_text="Seconds since this web process started.")
+    web = WebStatsSerializer(help_text="This web process's request queue (each process counts its own).")
     redis = RedisStatsSerializer()
     assets = AssetStatsSerializer(many=True)
 

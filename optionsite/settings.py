@@ -87,6 +87,10 @@ ROOT_URLCONF = "optionsite.urls"
 ASGI_APPLICATION = "optionsite.asgi.application"
 # Threads per web process that run requests' synchronous code (optionsite.handlers).
 HTTP_THREADS = env_int("HTTP_THREADS", 4, minimum=1, maximum=64)
+# Requests that may wait for one of those threads; past that, or after waiting HTTP_QUEUE_TIMEOUT seconds, a
+# request is answered 503 with Retry-After at once (optionsite/handlers.py).
+HTTP_QUEUE_LIMIT = env_int("HTTP_QUEUE_LIMIT", 64, minimum=1)
+HTTP_QUEUE_TIMEOUT = env_float("HTTP_QUEUE_TIMEOUT", 5.0, minimum=0.1)
 
 TEMPLATES = [
     {

@@ -66,6 +66,11 @@ def test_it_reports_contract_counts_feed_figures_and_redis_memory(
     assert assets["ETH"]["feed"]["state"] is None
     assert (assets["ETH"]["feed"]["lag_p50_ms"], assets["ETH"]["feed"]["lag_p99_ms"]) == (None, None)
     assert body["redis"]["used_memory"] > 0
+    assert body["web"]["threads"] >= 1
+    assert body["web"]["queue_limit"] >= 1
+    assert body["web"]["waiting"] >= 0
+    assert body["web"]["shed_full"] >= 0
+    assert body["web"]["shed_waited"] >= 0
     assert body["redis"]["used_memory_human"]
     assert body["redis"]["uptime_seconds"] >= 0
     assert body["uptime_seconds"] > 0

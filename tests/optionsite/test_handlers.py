@@ -119,3 +119,45 @@ def test_the_loaded_project_is_left_out_of_garbage_collection() -> None:
     import optionsite.asgi  # noqa: F401 - freezes what it loaded
 
     assert gc.get_freeze_count() > 10_000
+
+
+async def test_a_request_finding_the_queue_full_is_answered_503_at_once(
+    requests_seen: tuple[list[str], Callable[[str], threading.Event]],
+) -> None:
+    _, hold = requests_seen
+    handler = ThreadedASGIHandler(threads=1, queue_limit=2, queue_timeout=30)
+    held = hold("held")
+    shed_before = handler.figures.shed_full
+    running = asyncio.ensure_future(get("/api/?held", handler))
+    await asyncio.sleep(0.2)  # it holds the one thread
+    waiting = [asyncio.ensure_future(get("/api/", handler)) for _ in range(2)]
+    await asyncio.sleep(0.2)
+    assert handler.figures.waiting == 2
+
+    started = asyncio.get_running_loop().time()
+    refused = await get("/api/", handler)
+    assert asyncio.get_running_loop().time() - started < 1, "answered at once, not after the queue"
+    assert refused["status"] == 503
+    assert dict(refused["headers"])[b"retry-after"] == b"1"
+    assert handler.figures.shed_full == shed_before + 1
+
+    held.set()
+    responses = await asyncio.gather(running, *waiting)
+    assert [response["status"] for response in responses] == [200, 200, 200], "the queued ones are served"
+
+
+async def test_a_request_that_waited_too_long_for_a_thread_is_answered_503(
+    requests_seen: tuple[list[str], Callable[[str], threading.Event]],
+) -> None:
+    _, hold = requests_seen
+    handler = ThreadedASGIHandler(threads=1, queue_limit=10, queue_timeout=0.3)
+    held = hold("held")
+    shed_before = handler.figures.shed_waited
+    running = asyncio.ensure_future(get("/api/?held", handler))
+    await asyncio.sleep(0.2)
+    refused = await get("/api/", handler)
+    assert refused["status"] == 503
+    assert handler.figures.shed_waited == shed_before + 1
+    held.set()
+    assert (await running)["status"] == 200
+    assert (await get("/api/", handler))["status"] == 200, "the thread is back in the pool"

@@ -261,3 +261,34 @@ def test_a_delivery_moves_the_page_to_the_next_expiry(
     )
     screenshot(page, "chain-after-delivery")
     assert page.errors == []
+
+
+def test_a_crossed_book_is_marked_on_its_bid_and_ask_and_unmarked_when_it_uncrosses(
+    live_stack: LiveStack, page: Any
+) -> None:
+    open_chain(page, live_stack)
+    # A row as the feed sends it, crossed; the simulator never crosses its books, so the update is made here.
+    marks = page.evaluate(
+        """() => {
+          const [symbol, contract] = [...chainPage.chain.contracts].find(([, c]) => c.row.ask_price != null);
+          const cells = contract.cells;
+          const marked = (td) => td.classList.contains("crossed") && td.title;
+          const mark = () => [cells.bid_price, cells.ask_price].map(marked);
+          const row = contract.row;
+          chainPage.chain.update({ ...row, bid_price: row.ask_price + 5, crossed: true });
+          const crossed = mark();
+          chainPage.chain.update({ ...row, crossed: false });
+          return { symbol, crossed, uncrossed: mark() };
+        }"""
+    )
+    assert marks["crossed"] == ["Crossed book: the bid is above the ask"] * 2, marks
+    assert marks["uncrossed"] == [False, False]
+    page.evaluate(
+        """(symbol) => {
+          const row = chainPage.chain.contracts.get(symbol).row;
+          chainPage.chain.update({ ...row, bid_price: row.ask_price + 5, crossed: true });
+        }""",
+        marks["symbol"],
+    )
+    screenshot(page, "chain-crossed-book")
+    assert page.errors == []

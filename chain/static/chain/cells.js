@@ -45,4 +45,18 @@ export function paint(cells, row, columns, flasher) {
       flasher.flash(td, value > before ? "up" : "down");
     }
   }
+  markCrossed(cells, row.crossed === true);
+}
+
+// A crossed book (bid above ask, both quoted: Bybit's, or a fault upstream) is shown as it is, and marked.
+const CROSSED_TITLE = "Crossed book: the bid is above the ask";
+
+function markCrossed(cells, crossed) {
+  for (const field of ["bid_price", "ask_price"]) {
+    const td = cells[field];
+    if (td === undefined || td.crossed === crossed) continue;
+    td.crossed = crossed;
+    td.classList.toggle("crossed", crossed);
+    td.title = crossed ? CROSSED_TITLE : "";
+  }
 }

@@ -35,8 +35,8 @@ class ChannelLayer(RedisChannelLayer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._receivers: dict[str, int] = {}  # channel → receives in progress on it
-        # channel → when its last receive ended (monotonic); kept ``expiry`` seconds, so that a buffer that a
-        # late message recreates for an abandoned channel goes as soon
+        # channel → when its last receive ended (monotonic); kept ``expiry`` seconds, so that a buffer a late
+        # message recreates for an abandoned channel is still known as abandoned, and goes too
         self._idle: dict[str, float] = {}
         # Channels whose receive was cancelled, or that left a group, since a receive on them last began.
         self._abandoned: set[str] = set()

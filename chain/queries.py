@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -262,6 +263,7 @@ def site_stats() -> dict[str, Any]:
     return {
         "uptime_seconds": round(now / 1000 - _PROCESS_STARTED, 3),
         "web": {
+            "pid": os.getpid(),
             "threads": settings.HTTP_THREADS,
             "queue_limit": settings.HTTP_QUEUE_LIMIT,
             "queue_timeout": settings.HTTP_QUEUE_TIMEOUT,

@@ -342,6 +342,7 @@ class RedisStatsSerializer(serializers.Serializer):
 
 
 class WebStatsSerializer(serializers.Serializer):
+    pid = serializers.IntegerField(help_text="The web process that answered (several may share the port).")
     threads = serializers.IntegerField(help_text="HTTP_THREADS: threads running requests' Django code.")
     queue_limit = serializers.IntegerField(help_text="HTTP_QUEUE_LIMIT: requests that may wait for a thread.")
     queue_timeout = serializers.FloatField(help_text="HTTP_QUEUE_TIMEOUT: seconds a request may wait for one.")

@@ -160,6 +160,8 @@ class Service:
     args: list[str]
     # A line the process prints once it is ready for work, if there is one to wait for.
     ready_line_ends: str | None = None
+    # File descriptors the process inherits (the web processes' shared listening socket).
+    pass_fds: tuple[int, ...] = ()
 
 
 class Stack:
@@ -175,6 +177,7 @@ class Stack:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.groups: list[list[str]] = []
         self.ready: dict[str, threading.Event] = {}
+        self.listener: socket.socket | None = None  # the web processes' shared socket, if they share one
         self._width = 0
 
     def start(self, services: list[Service]) -> None:
@@ -191,6 +194,7 @@ class Stack:
                 # Our own handler forwards Ctrl-C; a terminal's SIGINT must not reach the
                 # children first and make them print tracebacks half-way through shutdown.
                 start_new_session=True,
+                pass_fds=service.pass_fds,
             )
             self.processes[service.name] = process
             threading.Thread(target=self._relay, args=(service, process), daemon=True).start()
@@ -287,15 +291,45 @@ def web_server_args(*, host: str, port: int | str) -> list[str]:
     return [sys.executable, "-m", "optionsite.webserver", "-b", host, "-p", str(port), "optionsite.asgi:application"]
 
 
-def front_services(*, host: str, port: int) -> list[Service]:
-    """Beat and the web server: started once the feed processes are ready."""
+def web_process_count(env: dict[str, str]) -> int:
+    """``WEB_PROCESSES``, else half the cores (at least one), as settings.py reads it: each web process takes at
+    most one core (its interpreter lock), and the feed processes want the rest at Bybit's full rate."""
+    return int(env["WEB_PROCESSES"]) if "WEB_PROCESSES" in env else max(1, (os.cpu_count() or 1) // 2)
+
+
+def listening_socket(*, host: str, port: int) -> socket.socket:
+    """One TCP socket, bound and listening, that every web process accepts on: the kernel hands each new
+    connection to one of them, so they share the port without a proxy in front."""
+    listener = socket.create_server((host, port), backlog=1024)
+    listener.set_inheritable(True)
+    return listener
+
+
+def web_services(*, host: str, port: int, processes: int, listener: socket.socket | None) -> list[Service]:
+    """One web server on ``host:port``, or ``processes`` of them accepting on ``listener``'s socket."""
+    if processes == 1 or listener is None:
+        return [Service("web", web_server_args(host=host, port=port))]
+    fd = listener.fileno()
+    args = [sys.executable, "-m", "optionsite.webserver", "--fd", str(fd), "optionsite.asgi:application"]
+    return [Service(f"web{number}", args, pass_fds=(fd,)) for number in range(1, processes + 1)]
+
+
+def front_services() -> list[Service]:
+    """Beat: started once the feed processes are ready, with the web processes (``start_web_processes``)."""
     run_dir = BASE_DIR / ".run"
     run_dir.mkdir(exist_ok=True)
     celery = str(BIN_DIR / "celery")
     return [
         Service("beat", [celery, "-A", "optionsite", "beat", "-l", "INFO", "-s", str(run_dir / "celerybeat-schedule")]),
-        Service("web", web_server_args(host=host, port=port)),
     ]
+
+
+def start_web_processes(stack: Stack, *, host: str, port: int) -> None:
+    """``WEB_PROCESSES`` web servers on ``host:port``, sharing one listening socket when there are several."""
+    processes = web_process_count(stack.env)
+    # Kept open by the launcher while the stack runs: the web processes accept on it.
+    stack.listener = listening_socket(host=host, port=port) if processes > 1 else None
+    stack.start(web_services(host=host, port=port, processes=processes, listener=stack.listener))
 
 
 def start_feed_processes(stack: Stack) -> list[str]:
@@ -311,16 +345,20 @@ def start_whole_stack(stack: Stack, *, mode: str, host: str, port: int) -> None:
     feeds = start_feed_processes(stack)
     if not stack.wait_ready(feeds, timeout=FEEDS_READY_TIMEOUT):
         print("devstack: not every feed process said it is ready; starting beat anyway", flush=True)
-    stack.start(front_services(host=host, port=port))
-    print(f"devstack: {mode} is starting; open http://{host}:{port}/ (Ctrl-C stops everything)", flush=True)
+    stack.start(front_services())
+    start_web_processes(stack, host=host, port=port)
+    processes = web_process_count(stack.env)
+    served_by = f"{processes} web processes" if processes > 1 else "one web process"
+    url = f"http://{host}:{port}/"
+    print(f"devstack: {mode} is starting; open {url} ({served_by}; Ctrl-C stops everything)", flush=True)
 
 
 def stack_env(mode: str, environ: dict[str, str]) -> dict[str, str]:
     """The children's environment: ``environ`` with what ``mode`` implies where the user said nothing."""
     env = dict(environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
-    if mode == "feeds":
-        # The Docker worker: everything is the environment's.
+    if mode in ("feeds", "web"):
+        # The Docker worker and web containers: everything is the environment's.
         return env
     # Local runs are development runs unless the user configured a production secret.
     if "DJANGO_SECRET_KEY" not in env:
@@ -344,6 +382,11 @@ def run_stack(mode: str) -> int:
         return supervise(Stack(env), start=start_feed_processes)
     host = env.get("HOST", "127.0.0.1")
     port = int(env.get("PORT", "8000"))
+    if mode == "web":
+        # The Docker web container: its database is migrated here (which refuses the demo's account), its Redis
+        # is the environment's.
+        manage(env, "migrate", "--noinput", "-v0")
+        return supervise(Stack(env), start=lambda stack: start_web_processes(stack, host=host, port=port))
     with ensured_redis(env.get("REDIS_URL")) as redis_url:
         env["REDIS_URL"] = redis_url
         check(env)
@@ -377,8 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m optionsite.devstack", description=__doc__.splitlines()[0])
     parser.add_argument(
         "mode",
-        choices=["demo", "run", "feeds"],
-        help="demo: against the local simulator; run: live Bybit; feeds: only the feed processes",
+        choices=["demo", "run", "feeds", "web"],
+        help="demo: against the local simulator; run: live Bybit; feeds: only the feed processes (the Docker "
+        "worker); web: only WEB_PROCESSES web processes on HOST:PORT, after migrate (the Docker web)",
     )
     options = parser.parse_args(argv)
     try:

@@ -87,6 +87,9 @@ ROOT_URLCONF = "optionsite.urls"
 ASGI_APPLICATION = "optionsite.asgi.application"
 # Threads per web process that run requests' synchronous code (optionsite.handlers).
 HTTP_THREADS = env_int("HTTP_THREADS", 4, minimum=1, maximum=64)
+# Web server processes `make demo`/`make run` start, sharing one listening socket (optionsite/devstack.py): each
+# takes at most one core, and the feed processes want the rest at Bybit's full rate, so half the cores.
+WEB_PROCESSES = env_int("WEB_PROCESSES", max(1, (os.cpu_count() or 1) // 2), minimum=1, maximum=64)
 # Requests that may wait for one of those threads; past that, or after waiting HTTP_QUEUE_TIMEOUT seconds, a
 # request is answered 503 with Retry-After at once (optionsite/handlers.py).
 HTTP_QUEUE_LIMIT = env_int("HTTP_QUEUE_LIMIT", 64, minimum=1)

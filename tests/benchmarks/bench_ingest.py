@@ -436,7 +436,8 @@ def default_stack(environment: Environment, *, seconds: float) -> dict[str, Any]
                 time.sleep(0.2)
         feeds = devstack.start_feed_processes(stack)
         stack.wait_ready(feeds, timeout=devstack.FEEDS_READY_TIMEOUT)
-        stack.start(devstack.front_services(host="127.0.0.1", port=devstack.free_port()))
+        stack.start(devstack.front_services())
+        devstack.start_web_processes(stack, host="127.0.0.1", port=devstack.free_port())
 
         from ingest.status import read_feed_status
         from optionsite.redis_client import redis_connection

@@ -11,8 +11,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import orjson
 import psutil
 import pytest
+import websocket
 
 from optionsite.devstack import (
     DEMO_DATABASE_URL,
@@ -197,3 +199,57 @@ def test_no_process_outlives_a_launcher_killed_with_sigkill(tmp_path: Path) -> N
     for process in alive:
         process.kill()
     assert alive == []
+
+
+@pytest.mark.slow
+def test_two_web_processes_share_the_port_and_each_viewer_gets_live_updates(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "DJANGO_DEBUG": "1",
+        "FEED_PROCESSES": "1",
+        "WEB_PROCESSES": "2",
+    }
+    stack = subprocess.Popen(
+        [sys.executable, "-m", "optionsite.devstack", "demo"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and stack.poll() is None:
+            try:
+                if get(f"{base}/api/health/")[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("the stack did not answer /api/health/ with 200")
+        # Each request a new connection: the kernel hands them to both processes.
+        pids = {orjson.loads(get(f"{base}/api/stats/")[1])["web"]["pid"] for _ in range(40)}
+        assert len(pids) == 2, pids
+        # Viewers land on either process; every one gets the feed's updates through the shared channel layer.
+        url = f"ws://127.0.0.1:{port}/ws/chain/BTC/"
+        viewers = [websocket.create_connection(url, origin=base, timeout=10) for _ in range(4)]
+        for viewer in viewers:
+            kinds = set()
+            while "update" not in kinds:
+                frame = orjson.loads(viewer.recv())
+                kinds.add(frame["type"])
+                viewer.send(orjson.dumps({"type": "ack", "seq": frame["seq"]}).decode())
+            viewer.close()
+        children = psutil.Process(stack.pid).children(recursive=True)
+        assert sum("--fd" in child.cmdline() for child in children) == 2
+    finally:
+        stack.send_signal(signal.SIGINT)
+        output, _ = stack.communicate(timeout=30)
+    assert stack.returncode == 0, output
+    assert "2 web processes" in output

@@ -132,7 +132,14 @@ def test_the_app_services_run_as_behind_a_tls_proxy_and_check_deploy_says_so() -
     environment = resolved_services(required_env())["web"]["environment"]
     assert environment["DJANGO_SECURE_PROXY_SSL_HEADER"] == "HTTP_X_FORWARDED_PROTO,https"
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "BYBIT_"))}
-    env.update({key: str(value) for key, value in environment.items() if key not in ("DATABASE_URL", "REDIS_URL")})
+    # A variable listed without a value (WEB_PROCESSES:) is passed through only when set: here it is not.
+    env.update(
+        {
+            key: str(value)
+            for key, value in environment.items()
+            if key not in ("DATABASE_URL", "REDIS_URL") and value is not None
+        }
+    )
     env["DATABASE_URL"] = "sqlite:///:memory:"
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy"],

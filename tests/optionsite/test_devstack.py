@@ -113,18 +113,23 @@ def get(url: str) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
-@pytest.mark.slow
-def test_the_demo_serves_live_data_admin_and_api_then_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
-    port = free_port()
-    env = {
+def demo_env(tmp_path: Path, *, port: int, **changes: str) -> dict[str, str]:
+    """``make demo``'s environment for a test: its own port, database and (absent, so started) Redis."""
+    return {
         **os.environ,
         "PORT": str(port),
         # No Redis answers here: the stack must start its own.
         "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         "DJANGO_DEBUG": "1",
-        "FEED_PROCESSES": "2",
+        **changes,
     }
+
+
+@pytest.mark.slow
+def test_the_demo_serves_live_data_admin_and_api_then_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    env = demo_env(tmp_path, port=port, FEED_PROCESSES="2")
     env.pop("DJANGO_SECRET_KEY", None)
     stack = subprocess.Popen(
         [sys.executable, "-m", "optionsite.devstack", "demo"],
@@ -165,14 +170,7 @@ def test_the_demo_serves_live_data_admin_and_api_then_stops_everything_on_ctrl_c
 @pytest.mark.slow
 def test_no_process_outlives_a_launcher_killed_with_sigkill(tmp_path: Path) -> None:
     # The private redis-server and daphne write nothing unasked, so a closed pipe would not end them.
-    env = {
-        **os.environ,
-        "PORT": str(free_port()),
-        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "DJANGO_DEBUG": "1",
-        "FEED_PROCESSES": "1",
-    }
+    env = demo_env(tmp_path, port=free_port(), FEED_PROCESSES="1")
     launcher = subprocess.Popen(
         [sys.executable, "-m", "optionsite.devstack", "demo"],
         cwd=BASE_DIR,
@@ -204,15 +202,7 @@ def test_no_process_outlives_a_launcher_killed_with_sigkill(tmp_path: Path) -> N
 @pytest.mark.slow
 def test_two_web_processes_share_the_port_and_each_viewer_gets_live_updates(tmp_path: Path) -> None:
     port = free_port()
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "DJANGO_DEBUG": "1",
-        "FEED_PROCESSES": "1",
-        "WEB_PROCESSES": "2",
-    }
+    env = demo_env(tmp_path, port=port, FEED_PROCESSES="1", WEB_PROCESSES="2")
     stack = subprocess.Popen(
         [sys.executable, "-m", "optionsite.devstack", "demo"],
         cwd=BASE_DIR,

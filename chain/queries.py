@@ -34,7 +34,7 @@ from chain.readers import (
     read_redis_stats,
     read_strikes,
 )
-from chain.rows import Row, RowList, with_age
+from chain.rows import Row, RowView
 from ingest.status import FeedStatus
 from ingest.symbols import SettleCoin, SymbolError, parse_symbol
 from optionsite.handlers import queue_figures
@@ -104,12 +104,13 @@ def options_page(*, asset: str, row_filter: RowFilter) -> dict[str, Any]:
         row_filter,
         lambda rows: order_rows(filter_rows(rows, row_filter=row_filter), ordering=row_filter.ordering),
     )
-    return {
-        "asset": asset,
-        "total": len(view.rows),
-        "feed": feed_summary(snapshot.feed, now_ms=snapshot.now_ms),
-        "data": RowList(view, now_ms=snapshot.now_ms),
-    }
+    return options_answer(asset=asset, view=view, feed=snapshot.feed, now_ms=snapshot.now_ms)
+
+
+def options_answer(*, asset: str, view: RowView, feed: FeedStatus | None, now_ms: int) -> dict[str, Any]:
+    """The options envelope of ``view``'s rows at ``now_ms``: the rows are the same bytes for every request
+    while the chain is unchanged, the feed's state and ``ts`` are the request's."""
+    return {"asset": asset, "total": len(view), "ts": now_ms, "feed": feed_summary(feed, now_ms=now_ms), "data": view}
 
 
 def chain_table(*, asset: str, expiry: str | None, settle: SettleCoin | None) -> dict[str, Any]:
@@ -130,7 +131,7 @@ def chain_table(*, asset: str, expiry: str | None, settle: SettleCoin | None) ->
     settles = sorted({row["settle"] for row in in_expiry})
     if settle is None:
         settle = "USDT" if "USDT" in settles or not settles else settles[0]
-    rows = with_age([row for row in in_expiry if row["settle"] == settle], now_ms=now)
+    rows = [row for row in in_expiry if row["settle"] == settle]
 
     by_strike: dict[float, dict[str, Any]] = {}
     for row in rows:
@@ -148,6 +149,7 @@ def chain_table(*, asset: str, expiry: str | None, settle: SettleCoin | None) ->
         "index_price": _index_price(in_expiry, snapshot.feed),
         "atm_strike": atm_strike(strikes, forward),
         "total": len(strikes),
+        "ts": now,
         "feed": feed_summary(snapshot.feed, now_ms=now),
         "data": [by_strike[strike] for strike in strikes],
     }

@@ -12,13 +12,13 @@ import orjson
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.utils.encoders import JSONEncoder
 
-from chain.rows import ROW_FIELDS, RowList
+from chain.rows import ROW_FIELDS, RowView, csv_value
 
 _fallback_encoder = JSONEncoder()
 
 
 def _default(value: Any) -> Any:
-    if isinstance(value, RowList):
+    if isinstance(value, RowView):
         return orjson.Fragment(value.json())
     # Lazy translations, Decimals, querysets...: whatever orjson does not know, DRF's encoder does.
     return _fallback_encoder.default(value)
@@ -56,21 +56,14 @@ class CSVRenderer(JSONRenderer):
         response = (renderer_context or {}).get("response")
         if response is not None and response.status_code < 400 and isinstance(data, Mapping) and "asset" in data:
             response["Content-Disposition"] = f'attachment; filename="{data["asset"]}-options.csv"'
+        if isinstance(rows, RowView):
+            return rows.csv()  # written once per view of the chain
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(ROW_FIELDS)
         for row in rows:
-            writer.writerow([_csv_value(row.get(name)) for name in ROW_FIELDS])
+            writer.writerow([csv_value(row.get(name)) for name in ROW_FIELDS])
         return buffer.getvalue().encode()
-
-
-def _csv_value(value: Any) -> Any:
-    """Empty for null; ``true``/``false`` as in the JSON (Python would write ``True``)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value
 
 
 # Rows the browsable API shows of a list: a person exploring the API reads a few; the full BTC chain (778 rows)
@@ -90,12 +83,12 @@ class ShortBrowsableAPIRenderer(BrowsableAPIRenderer):
 
 def shortened(data: Any) -> Any:
     """``data`` with at most ``BROWSABLE_ROWS`` entries of its ``data`` list, and a note first when it had more."""
-    if not isinstance(data, Mapping) or not isinstance(data.get("data"), list | RowList):
+    if not isinstance(data, Mapping) or not isinstance(data.get("data"), list | RowView):
         return data
     entries = data["data"]
     if len(entries) <= BROWSABLE_ROWS:
         return data
-    first = (entries.dicts() if isinstance(entries, RowList) else entries)[:BROWSABLE_ROWS]
+    first = list(entries.rows if isinstance(entries, RowView) else entries)[:BROWSABLE_ROWS]
     note = (
         f"The browsable API shows the first {BROWSABLE_ROWS} of {len(entries)} entries; "
         "?format=json (or Accept: application/json) gives them all."

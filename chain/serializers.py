@@ -151,6 +151,12 @@ def _number(help_text: str = "", **kwargs: Any) -> serializers.FloatField:
     return serializers.FloatField(allow_null=True, help_text=help_text, **kwargs)
 
 
+def _answer_ts() -> serializers.IntegerField:
+    return serializers.IntegerField(
+        help_text="When this answer was made, epoch ms (this server's clock): a row's age is (ts - row's ts) / 1000."
+    )
+
+
 class FeedSerializer(serializers.Serializer):
     state = serializers.ChoiceField(
         choices=["connecting", "live", "stale", "stopped"],
@@ -208,12 +214,12 @@ class OptionRowSerializer(serializers.Serializer):
     predicted_delivery_price = _number("Set by Bybit only in the 30 minutes before delivery.")
     ts = serializers.IntegerField(allow_null=True, help_text="Exchange timestamp of the quote, epoch ms.")
     received_ts = serializers.IntegerField(allow_null=True, help_text="When the ingest received it, epoch ms.")
-    age = _number("Seconds since ts, at the time of the request; null before the first quote.")
 
 
 class OptionsPageSerializer(serializers.Serializer):
     asset = serializers.CharField()
     total = serializers.IntegerField(help_text="Number of rows in data.")
+    ts = _answer_ts()
     feed = FeedSerializer()
     data = OptionRowSerializer(many=True)  # type: ignore[assignment]
 
@@ -241,6 +247,7 @@ class ChainTableSerializer(ExpiryTimesSerializer):
     index_price = _number()
     atm_strike = _number("The strike nearest the forward.")
     total = serializers.IntegerField(help_text="Number of strikes.")
+    ts = _answer_ts()
     feed = FeedSerializer()
     data = StrikePairSerializer(many=True)  # type: ignore[assignment]
 

@@ -42,7 +42,7 @@ def test_it_puts_the_call_and_the_put_of_each_strike_side_by_side(client: Client
         assert pair["put"]["type"] == "put"
         assert pair["call"]["strike"] == pair["put"]["strike"] == pair["strike"]
         assert pair["call"]["settle"] == pair["put"]["settle"] == "USDC"
-        assert pair["call"]["age"] is not None
+        assert pair["call"]["ts"] is not None
     delivery_ms = usdc[0]["delivery_ms"]
     assert body["expiry"] == expiry
     assert body["expiry_at"] == usdc[0]["expiry_at"]

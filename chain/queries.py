@@ -17,6 +17,7 @@ from django.dispatch import receiver
 
 from assets.events import assets_version_key
 from assets.models import Asset
+from chain.answer_cache import cache_figures
 from chain.exceptions import AssetDisabled, UnknownAsset, UnknownExpiry
 from chain.filters import (
     RowFilter,
@@ -54,15 +55,20 @@ _asset_states: tuple[int, float, dict[str, bool]] | None = None
 
 def asset_states() -> dict[str, bool]:
     """Symbol → enabled, for every configured asset."""
+    return _versioned_asset_states()[1]
+
+
+def _versioned_asset_states() -> tuple[int, dict[str, bool]]:
+    """``asset_states()`` and the ``assets:version`` they hold for."""
     global _asset_states
     version = int(redis_connection().get(assets_version_key()) or 0)
     now = time.monotonic()
     cached = _asset_states
     if cached is not None and cached[0] == version and now - cached[1] < ASSET_STATES_MAX_AGE:
-        return cached[2]
+        return version, cached[2]
     states = dict(Asset.objects.values_list("symbol", "enabled"))
     _asset_states = (version, now, states)
-    return states
+    return version, states
 
 
 @receiver(post_save, sender=Asset, dispatch_uid="chain.forget_asset_states.saved")
@@ -74,13 +80,19 @@ def forget_asset_states(**kwargs: Any) -> None:
 
 def served_asset(*, symbol: str) -> str:
     """The asset's canonical symbol; ``UnknownAsset`` if not configured, ``AssetDisabled`` if disabled."""
+    return served_asset_at(symbol=symbol)[0]
+
+
+def served_asset_at(*, symbol: str) -> tuple[str, int]:
+    """``served_asset(symbol)`` and the ``assets:version`` it was decided at."""
     canonical = symbol.strip().upper()
-    enabled = asset_states().get(canonical)
+    version, states = _versioned_asset_states()
+    enabled = states.get(canonical)
     if enabled is None:
         raise UnknownAsset(canonical)
     if not enabled:
         raise AssetDisabled(canonical)
-    return canonical
+    return canonical, version
 
 
 def feed_summary(status: FeedStatus | None, *, now_ms: int) -> dict[str, Any]:
@@ -97,14 +109,16 @@ def feed_summary(status: FeedStatus | None, *, now_ms: int) -> dict[str, Any]:
     }
 
 
-def options_page(*, asset: str, row_filter: RowFilter) -> dict[str, Any]:
-    """``/api/options/<ASSET>/``: the chain's rows, filtered and ordered, in the seed users' envelope."""
+def options_page(*, asset: str, row_filter: RowFilter) -> tuple[dict[str, Any], bytes | None]:
+    """``/api/options/<ASSET>/``: the chain's rows, filtered and ordered, in the seed users' envelope; and the
+    chain revision the rows hold for (``None`` when Redis has none)."""
     snapshot = read_chain(redis_connection(), asset=asset)
     view = snapshot.chain.view(
         row_filter,
         lambda rows: order_rows(filter_rows(rows, row_filter=row_filter), ordering=row_filter.ordering),
     )
-    return options_answer(asset=asset, view=view, feed=snapshot.feed, now_ms=snapshot.now_ms)
+    answer = options_answer(asset=asset, view=view, feed=snapshot.feed, now_ms=snapshot.now_ms)
+    return answer, snapshot.chain.revision
 
 
 def options_answer(*, asset: str, view: RowView, feed: FeedStatus | None, now_ms: int) -> dict[str, Any]:
@@ -272,6 +286,8 @@ def site_stats() -> dict[str, Any]:
             "waiting": queue_figures.waiting,
             "shed_full": queue_figures.shed_full,
             "shed_waited": queue_figures.shed_waited,
+            "replayed": cache_figures.replayed,
+            "replay_missed": cache_figures.missed,
         },
         "redis": {
             "version": stats.version,

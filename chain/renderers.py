@@ -35,6 +35,10 @@ class ORJSONRenderer(JSONRenderer):
         options = orjson.OPT_NON_STR_KEYS
         if self.get_indent(accepted_media_type or "", renderer_context or {}):
             options |= orjson.OPT_INDENT_2
+        elif isinstance(data, dict) and isinstance(data.get("data"), RowView) and next(reversed(data)) == "data":
+            # The rows' bytes copied once, not grown into orjson's buffer (a third of a replayed answer's cost).
+            head = orjson.dumps({name: value for name, value in data.items() if name != "data"}, option=options)
+            return b"".join([head[:-1], b',"data":' if len(head) > 2 else b'"data":', data["data"].json(), b"}"])
         return orjson.dumps(data, default=_default, option=options)
 
 

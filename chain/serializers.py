@@ -356,6 +356,12 @@ class WebStatsSerializer(serializers.Serializer):
     waiting = serializers.IntegerField(help_text="Requests waiting for a thread now.")
     shed_full = serializers.IntegerField(help_text="Requests answered 503 since start: the queue was full.")
     shed_waited = serializers.IntegerField(help_text="Requests answered 503 since start: they waited too long.")
+    replayed = serializers.IntegerField(
+        help_text="Options answers rebuilt since start from rows kept for an unchanged chain, without running Django."
+    )
+    replay_missed = serializers.IntegerField(
+        help_text="Requests since start that found rows kept but the chain or the assets moved (or were throttled)."
+    )
 
 
 class StatsSerializer(serializers.Serializer):

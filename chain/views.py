@@ -20,9 +20,19 @@ from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
 from chain import serializers
+from chain.answer_cache import offer_replay
 from chain.filters import RowFilter
 from chain.health import health_report, readiness_problems
-from chain.queries import chain_summary, chain_table, expiry_list, options_page, served_asset, site_stats, strike_list
+from chain.queries import (
+    chain_summary,
+    chain_table,
+    expiry_list,
+    options_page,
+    served_asset,
+    served_asset_at,
+    site_stats,
+    strike_list,
+)
 from chain.renderers import CSVRenderer, ORJSONRenderer, ShortBrowsableAPIRenderer
 
 _BAD_QUERY = OpenApiResponse(OpenApiTypes.OBJECT, description="A parameter is malformed: {field: [reason, ...]}.")
@@ -112,9 +122,11 @@ class OptionsView(APIView):
         },
     )
     def get(self, request: Request, asset: str) -> Response:
-        symbol = served_asset(symbol=asset)
+        symbol, assets_version = served_asset_at(symbol=asset)
         query = validated_query(request, serializers.OptionsQuerySerializer)
-        return Response(options_page(asset=symbol, row_filter=RowFilter(**query)))
+        answer, revision = options_page(asset=symbol, row_filter=RowFilter(**query))
+        offer_replay(request, asset=symbol, view=answer["data"], revision=revision, assets_version=assets_version)
+        return Response(answer)
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)

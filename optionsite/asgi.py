@@ -15,6 +15,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import get_resolver, re_path  # noqa: E402
 
+from chain.answer_cache import AnswerCache  # noqa: E402
 from chain.routing import websocket_urlpatterns  # noqa: E402
 from optionsite.handlers import ThreadedASGIHandler  # noqa: E402
 from optionsite.websocket_origins import SameOriginValidator  # noqa: E402
@@ -38,7 +39,7 @@ no_route = re_path(r"", cast(Any, no_such_websocket))
 
 application = ProtocolTypeRouter(
     {
-        "http": ThreadedASGIHandler(),
+        "http": AnswerCache(ThreadedASGIHandler()),
         "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, no_route]))),
     }
 )

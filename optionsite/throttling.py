@@ -29,14 +29,25 @@ from django.http import HttpRequest
 from rest_framework.request import Request
 from rest_framework.throttling import AnonRateThrottle
 
-from optionsite.redis_client import redis_connection, redis_key
+from optionsite.redis_client import RedisCommand, execute_packed, redis_connection, redis_key
 
 # The longest text of an IP address: "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255".
 _LONGEST_ADDRESS = 45
 
 
+# Where ``chain.answer_cache`` leaves the count it made of a request it then passed to Django: the throttle
+# uses it instead of counting the request a second time.
+PRECOUNTED = "optionsite.throttle_count"
+
+
 def client_address(request: HttpRequest | Request) -> str:
-    """The address every per-client limit counts a request under.
+    """The address every per-client limit counts a request under (``address_from``)."""
+    meta = request.META
+    return address_from(remote=meta.get("REMOTE_ADDR") or "", forwarded=meta.get("HTTP_X_FORWARDED_FOR"))
+
+
+def address_from(*, remote: str, forwarded: str | None) -> str:
+    """The address every per-client limit counts a request from ``remote`` with ``X-Forwarded-For: forwarded`` under.
 
     The socket's peer (``REMOTE_ADDR``) unless ``API_TRUSTED_PROXIES`` says that many reverse
     proxies append to ``X-Forwarded-For``: then the address the outermost of them saw, the
@@ -44,9 +55,7 @@ def client_address(request: HttpRequest | Request) -> str:
     the client sent). With fewer entries than proxies, the leftmost, as DRF's ``NUM_PROXIES``
     takes it. It may be any text (a proxy can be misconfigured): key a count with ``client_key``.
     """
-    remote = request.META.get("REMOTE_ADDR") or ""
     proxies: int = settings.API_TRUSTED_PROXIES
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
     if proxies == 0 or not forwarded:
         return remote
     addresses = forwarded.split(",")
@@ -105,14 +114,23 @@ def count_events(*, names: Sequence[str], duration: int, now: float) -> list[Win
     Keys: ``<prefix><name>:<window>`` (a string counter), where ``<window>`` is the Unix time
     divided by ``duration``; each lives two windows. Raises ``redis.RedisError``.
     """
-    window, elapsed = divmod(now, duration)
-    pipe = redis_connection().pipeline(transaction=False)
+    replies = execute_packed(redis_connection(), window_commands(names=names, duration=duration, now=now))
+    return window_counts(replies, duration=duration, now=now)
+
+
+def window_commands(*, names: Sequence[str], duration: int, now: float) -> list[RedisCommand]:
+    """The commands of ``count_events``, three per counter, for a caller that sends them itself."""
+    window = int(now // duration)
+    commands: list[RedisCommand] = []
     for name in names:
-        current = redis_key(f"{name}:{int(window)}")
-        pipe.incr(current)
-        pipe.expire(current, 2 * duration)
-        pipe.get(redis_key(f"{name}:{int(window) - 1}"))
-    replies = pipe.execute()
+        current = redis_key(f"{name}:{window}")
+        commands += [("INCR", current), ("EXPIRE", current, 2 * duration), ("GET", redis_key(f"{name}:{window - 1}"))]
+    return commands
+
+
+def window_counts(replies: Sequence[Any], *, duration: int, now: float) -> list[WindowCount]:
+    """What the replies to ``window_commands`` (same ``duration`` and ``now``) say each counter holds."""
+    elapsed = now % duration
     return [
         WindowCount(int(count), int(before or 0), elapsed, duration)
         for count, before in zip(replies[0::3], replies[2::3], strict=True)
@@ -146,12 +164,20 @@ class AnonRedisRateThrottle(AnonRateThrottle):
     def get_ident(self, request: Request) -> str:
         return client_address(request)
 
+    def counter_name(self, client: str) -> str:
+        """The counter of ``client`` (a ``client_key``)."""
+        return f"throttle:{self.scope}:{client}"
+
     def allow_request(self, request: Request, view: Any) -> bool:
         if self.rate is None:
             return True
         if self.get_cache_key(request, view) is None:
             return True  # signed in
-        name = f"throttle:{self.scope}:{client_key(self.get_ident(request))}"
+        precounted = (getattr(request, "scope", None) or {}).get(PRECOUNTED)
+        if precounted is not None:
+            self.counted = precounted
+            return self.counted.weighed() <= self.num_requests
+        name = self.counter_name(client_key(self.get_ident(request)))
         try:
             (self.counted,) = count_events(names=[name], duration=self.duration, now=self.timer())
         except redis.RedisError:

@@ -153,12 +153,12 @@ def test_it_reuses_the_work_done_on_a_chain_that_did_not_change(fill, redis_clie
 
     rows = fill("SOL", limit_expiries=1)
     calls = RowFilter(type="call")
-    first = options_page(asset="SOL", row_filter=calls)["data"]
-    assert options_page(asset="SOL", row_filter=calls)["data"] is first
+    first = options_page(asset="SOL", row_filter=calls)[0]["data"]
+    assert options_page(asset="SOL", row_filter=calls)[0]["data"] is first
     unchanged = read_chain(redis_connection(), asset="SOL").chain
 
     pipe = redis_client.pipeline()
     write_rows(pipe, asset="SOL", rows=[cast(ContractRow, {**rows[0], "mark_price": 1.5})])
     pipe.execute()
     assert read_chain(redis_connection(), asset="SOL").chain is not unchanged
-    assert options_page(asset="SOL", row_filter=calls)["data"] is not first
+    assert options_page(asset="SOL", row_filter=calls)[0]["data"] is not first

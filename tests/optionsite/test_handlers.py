@@ -44,7 +44,7 @@ def requests_seen(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], Callable[
 
 
 def test_its_middleware_chain_is_synchronous() -> None:
-    handler = application.application_mapping["http"]
+    handler = application.application_mapping["http"].app  # behind chain.answer_cache.AnswerCache
     assert isinstance(handler, ThreadedASGIHandler)
     assert not iscoroutinefunction(handler._middleware_chain)  # type: ignore[attr-defined]
 

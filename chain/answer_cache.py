@@ -4,7 +4,7 @@ Scripts and dashboards ask for the same full chain over and over, most of them s
 times per revision of it (the ingest writes every 250 ms). The rows of such an answer are
 the same bytes for every one of those requests (``chain.rows.RowView``); what Django does
 around them was most of the cost: its middleware, the view, DRF's negotiation, the thread
-hop. Serving the full BTC chain, a web process spent 6.0–6.6 ms of CPU per request where bare
+hop. Serving the full BTC chain, a web process spent 6.0 to 6.6 ms of CPU per request where bare
 daphne serving the same bytes spent 0.8 (docs/benchmarks.md).
 
 ``AnswerCache`` sits in front of the HTTP handler. When the options view answers a plain
@@ -41,7 +41,6 @@ from typing import Any
 
 import hiredis
 import redis
-import redis.asyncio
 from django.conf import settings
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
@@ -52,6 +51,7 @@ from chain.rows import RowView
 from ingest.keys import chain_revision_key, feed_status_key
 from ingest.status import FeedStatus
 from optionsite.clock import now_ms
+from optionsite.redis_client import async_redis_connection
 from optionsite.throttling import (
     PRECOUNTED,
     AnonRedisRateThrottle,
@@ -122,8 +122,6 @@ class AnswerCache:
         self.figures = cache_figures
         # Per key, a request Django is answering: those that find the chain moved meanwhile wait for its answer.
         self._pending: dict[tuple[Any, ...], asyncio.Future[None]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._redis: redis.asyncio.Redis | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         key = request_key(scope)
@@ -225,8 +223,7 @@ class AnswerCache:
     async def _execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """``commands`` in one write and one read, as ``optionsite.redis_client.execute_packed`` does, on the
         event loop: a connection left mid-reply is dropped, never reused."""
-        client = self._client()
-        pool = client.connection_pool
+        pool = async_redis_connection().connection_pool
         connection = await pool.get_connection()
         try:
             await connection.send_packed_command(b"".join([hiredis.pack_command(command) for command in commands]))
@@ -237,13 +234,6 @@ class AnswerCache:
         finally:
             await pool.release(connection)
         return replies
-
-    def _client(self) -> redis.asyncio.Redis:
-        loop = asyncio.get_running_loop()
-        if self._redis is None or self._loop is not loop:  # daphne runs one event loop; tests start one per test
-            self._loop = loop
-            self._redis = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5, socket_timeout=5)
-        return self._redis
 
 
 def offer_replay(request: Request, *, asset: str, view: RowView, revision: bytes | None, assets_version: int) -> None:

@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 import redis
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from chain.live import (
@@ -88,6 +89,16 @@ class ChainConsumer(AsyncWebsocketConsumer):
         if buffered_bytes is None:
             warn_write_buffer_uncounted()
         return Delivery(buffered_bytes=buffered_bytes)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch without its ``aclose_old_connections()`` before every message: a hop to a thread
+        per message and connection (14 % of a web process's time fanning updates out to 100 viewers). This
+        consumer reaches the database only through ``database_sync_to_async`` (``chain.live``), which closes
+        outdated connections itself, on the thread that holds them."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """The connection's whole life. Redis unreachable at any point of it (the channel layer's wait

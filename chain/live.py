@@ -13,16 +13,15 @@ from typing import Literal
 import orjson
 import redis.asyncio
 from channels.db import database_sync_to_async
-from django.conf import settings
 
 from assets.models import Asset
 from chain.messages import BadMessage, ChainView, ExpiryInfo, FeedInfo, row_chunks
 from ingest.events import ChainInstruments, ChainStatus, ChainUpdate, FeedState
-from ingest.keys import chain_key, contracts_key, expiries_key, feed_status_key
+from ingest.keys import chain_key, chain_revision_key, contracts_key, expiries_key, feed_status_key
 from ingest.normalize import ContractRow
 from ingest.status import FeedStatus
 from ingest.symbols import SettleCoin, SymbolError, parse_symbol
-from optionsite.redis_client import redis_connection
+from optionsite.redis_client import async_redis_connection, redis_connection
 
 AssetState = Literal["enabled", "disabled", "unknown"]
 ChainEvent = ChainUpdate | ChainInstruments | ChainStatus
@@ -101,27 +100,47 @@ class LiveChain:
     feed: FeedInfo
 
 
-def _client() -> redis.asyncio.Redis:
-    # One connection per read: snapshots are rare (connect, view change, resync), and a pool tied
-    # to one event loop would outlive the loops tests and reconnects create.
-    return redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5)
+# The rows of the last chain read, per asset, with the revision they hold for: a snapshot that finds the
+# revision unchanged reuses them instead of reading and decoding the whole chain again (a snapshot is sent
+# on connecting, on a view change and on every resync, many at once when a process falls behind; they
+# were half of a web process's time under load, docs/benchmarks.md). Reads of one revision in flight
+# together share one ``HVALS``.
+_live_rows: dict[str, tuple[bytes, asyncio.Future[list[ContractRow]]]] = {}
 
 
 async def read_live_chain(*, asset: str) -> LiveChain:
-    """The asset's rows, expiries and feed status, in one round-trip."""
-    async with _client() as client:
-        pipe = client.pipeline(transaction=False)
-        pipe.hvals(chain_key(asset))
-        pipe.zrange(expiries_key(asset), 0, -1, withscores=True)
-        pipe.hgetall(feed_status_key(asset))
-        raw_rows, raw_expiries, raw_feed = await pipe.execute()
-    rows: list[ContractRow] = sorted((orjson.loads(raw) for raw in raw_rows), key=_chain_order)
+    """The asset's rows, expiries and feed status: one round-trip, two when the chain moved since the last read."""
+    client = async_redis_connection()
+    pipe = client.pipeline(transaction=False)
+    pipe.get(chain_revision_key(asset))
+    pipe.zrange(expiries_key(asset), 0, -1, withscores=True)
+    pipe.hgetall(feed_status_key(asset))
+    revision, raw_expiries, raw_feed = await pipe.execute()
+    kept = _live_rows.get(asset)
+    if kept is not None and revision is not None and kept[0] == revision and not kept[1].cancelled():
+        rows = await asyncio.shield(kept[1])
+    else:
+        # Read after ``revision``, the rows may be newer than it: never older.
+        read = asyncio.ensure_future(_decoded_rows(client, asset))
+        if revision is not None:
+            _live_rows[asset] = (revision, read)
+        try:
+            rows = await asyncio.shield(read)
+        except BaseException:
+            if _live_rows.get(asset, (None, None))[1] is read:
+                del _live_rows[asset]
+            raise
     settles = ((row["expiry"], row["settle"]) for row in rows)
     return LiveChain(
         rows=rows,
         expiries=expiry_infos(raw_expiries, settles),
         feed=feed_info(FeedStatus.from_redis(asset, raw_feed)),
     )
+
+
+async def _decoded_rows(client: redis.asyncio.Redis, asset: str) -> list[ContractRow]:
+    raw_rows = await client.hvals(chain_key(asset))
+    return sorted((orjson.loads(raw) for raw in raw_rows), key=_chain_order)
 
 
 # When a process falls behind, all its connections resync on the same event: they share one read,
@@ -169,11 +188,10 @@ def update_rows_json(event: ChainUpdate, view: ChainView) -> list[bytes]:
 
 async def read_expiries(*, asset: str) -> list[ExpiryInfo]:
     """The asset's expiries, from its indexes (no quotes read)."""
-    async with _client() as client:
-        pipe = client.pipeline(transaction=False)
-        pipe.zrange(expiries_key(asset), 0, -1, withscores=True)
-        pipe.smembers(contracts_key(asset))
-        raw_expiries, raw_symbols = await pipe.execute()
+    pipe = async_redis_connection().pipeline(transaction=False)
+    pipe.zrange(expiries_key(asset), 0, -1, withscores=True)
+    pipe.smembers(contracts_key(asset))
+    raw_expiries, raw_symbols = await pipe.execute()
     settles = []
     for raw in raw_symbols:
         try:

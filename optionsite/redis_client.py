@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import hiredis
 import redis
+import redis.asyncio
 from django.conf import settings
 
 # A command and its arguments, as hiredis packs them: ("HSET", key, field, value, ...).
@@ -22,6 +25,25 @@ def redis_connection() -> redis.Redis:
 @functools.cache
 def _client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, health_check_interval=30, socket_connect_timeout=5)
+
+
+# An asyncio client's connections belong to the event loop they were made on: one client per loop (daphne
+# runs one; tests start one per test), forgotten with its loop.
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = weakref.WeakKeyDictionary()
+
+
+def async_redis_connection() -> redis.asyncio.Redis:
+    """An asyncio client for ``settings.REDIS_URL``, pooled, for the running event loop.
+
+    Making a connection costs more than using one (redis-py reads its own package metadata for
+    each), so code on the event loop shares this pool instead of opening a client per read.
+    """
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5, socket_timeout=5)
+        _async_clients[loop] = client
+    return client
 
 
 def texts(values: Iterable[Any]) -> list[str]:

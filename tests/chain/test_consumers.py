@@ -230,6 +230,7 @@ async def test_it_closes_with_4404_for_an_asset_that_is_not_configured(asset: st
     assert accepted, "accepted first, so that a browser sees the close code"
     closed = await client.receive_output(timeout=3)
     assert (closed["type"], closed["code"]) == ("websocket.close", 4404)
+    await client.disconnect()
 
 
 async def test_it_closes_with_4403_for_a_disabled_asset() -> None:
@@ -241,6 +242,7 @@ async def test_it_closes_with_4403_for_a_disabled_asset() -> None:
     assert accepted
     closed = await client.receive_output(timeout=3)
     assert (closed["type"], closed["code"]) == ("websocket.close", 4403)
+    await client.disconnect()
 
 
 async def test_it_refuses_a_page_from_another_origin(fill: Callable[..., list[ContractRow]]) -> None:

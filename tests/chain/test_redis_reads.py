@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -162,3 +163,20 @@ def test_it_reuses_the_work_done_on_a_chain_that_did_not_change(fill, redis_clie
     pipe.execute()
     assert read_chain(redis_connection(), asset="SOL").chain is not unchanged
     assert options_page(asset="SOL", row_filter=calls)[0]["data"] is not first
+
+
+async def test_snapshots_of_an_unchanged_chain_share_its_rows_and_never_miss_a_move(fill, redis_client) -> None:
+    from chain.live import read_live_chain
+    from ingest.store import write_rows
+
+    rows = fill("SOL", limit_expiries=1)
+    first, second = await asyncio.gather(read_live_chain(asset="SOL"), read_live_chain(asset="SOL"))
+    assert first.rows is second.rows, "read together: one HVALS"
+    assert (await read_live_chain(asset="SOL")).rows is first.rows, "unchanged: not read again"
+
+    changed = cast(ContractRow, {**rows[0], "mark_price": 2.75})
+    pipe = redis_client.pipeline()
+    write_rows(pipe, asset="SOL", rows=[changed])
+    pipe.execute()
+    after = await read_live_chain(asset="SOL")
+    assert {row["symbol"]: row for row in after.rows}[changed["symbol"]]["mark_price"] == 2.75

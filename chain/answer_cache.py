@@ -46,7 +46,7 @@ from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 
 from assets.events import assets_version_key
-from chain.renderers import CSVRenderer, ORJSONRenderer
+from chain.renderers import CSVRenderer, ORJSONRenderer, envelope_parts
 from chain.rows import RowView
 from ingest.keys import chain_revision_key, feed_status_key
 from ingest.status import FeedStatus
@@ -178,10 +178,13 @@ class AnswerCache:
         return ChainState(revision, int(version or 0), FeedStatus.from_redis(asset, raw_feed))
 
     async def _replay(self, entry: Entry, state: ChainState, send: Any) -> None:
-        body = answer_body(entry.replayable, feed=state.feed)
-        headers = [*entry.headers, (b"content-length", str(len(body)).encode())]
+        parts = answer_parts(entry.replayable, feed=state.feed)
+        headers = [*entry.headers, (b"content-length", str(sum(map(len, parts))).encode())]
         await send({"type": "http.response.start", "status": entry.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        # In parts: the server copies them into its buffer once, instead of a join here and a copy there.
+        for part in parts[:-1]:
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": parts[-1]})
         self.figures.replayed += 1
 
     async def _answered_by_django(self, key: tuple[Any, ...], scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -279,14 +282,14 @@ def throttle_name(throttle: AnonRedisRateThrottle, scope: dict[str, Any]) -> str
     return throttle.counter_name(client_key(address))
 
 
-def answer_body(replayable: Replayable, *, feed: FeedStatus | None) -> bytes:
-    """The answer the view gives for these rows, with this moment's ``ts`` and feed state."""
+def answer_parts(replayable: Replayable, *, feed: FeedStatus | None) -> list[bytes]:
+    """The answer the view gives for these rows, with this moment's ``ts`` and feed state, in parts."""
     if replayable.format == "csv":
-        return replayable.view.csv()
+        return [replayable.view.csv()]
     from chain.queries import options_answer  # chain.queries counts this module's figures
 
     answer = options_answer(asset=replayable.asset, view=replayable.view, feed=feed, now_ms=now_ms())
-    return ORJSONRenderer().render(answer)
+    return envelope_parts(answer) or [ORJSONRenderer().render(answer)]
 
 
 def _max_age() -> float:

@@ -13,7 +13,13 @@ Figures printed:
 3. open loop: 50 clients sending together a fixed number of requests per second, latency
    counted from the moment each request was due (so a slow server cannot hide its queue);
 4. 2 and 3 again while a writer rewrites every contract's row 4 times a second, as the
-   ingest does at ``FEED_FLUSH_INTERVAL=0.25`` when every contract ticks.
+   ingest does at ``FEED_FLUSH_INTERVAL=0.25`` when every contract ticks;
+5. the references: the same closed loop against bare daphne serving the same bytes from a bare
+   ASGI application (``tests/benchmarks/bare_app.py``), alternated with the project's web
+   process in ``REFERENCE_TURNS`` short turns; and, between the turns, how many full chains a
+   second the way the dashboards this project replaces read Redis gets (``KEYS`` on the
+   per-contract hashes, then one ``HGETALL`` per contract, then JSON), in this process, with
+   no web server at all. The ratios are the figures to compare between machines and days.
 """
 
 from __future__ import annotations
@@ -38,9 +44,11 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(sys.executable).parent
 ASSET = "BTC"
 CLIENTS = 50
-DURATION = 15.0
+DURATION = float(os.environ.get("BENCH_SECONDS", "15"))  # per run
 OPEN_LOOP_RATES = (50, 100, 200)
 WRITES_PER_SECOND = 4
+REFERENCE_TURNS = 3
+REFERENCE_SECONDS = 6.0
 
 
 @dataclass
@@ -276,6 +284,7 @@ def run(env: dict[str, str], *, port: int, log: Path) -> None:
 
     client = redis_connection()
     rows = fill_chain(client, asset=ASSET, contracts=real_contracts(ASSET))
+    write_contract_hashes(client, rows)
     write_status(client, asset=ASSET)
     url = f"http://127.0.0.1:{port}/api/options/{ASSET}/"
     print(f"chain: {ASSET}, {len(rows)} contracts, every field quoted; {CLIENTS} clients; {DURATION:g} s per run")
@@ -309,8 +318,79 @@ def run(env: dict[str, str], *, port: int, log: Path) -> None:
                 results.append(measure(open_loop(url, clients=CLIENTS, rate=rate, duration=DURATION, label=label)))
         if server.poll() is not None:
             print(f"daphne exited early:\n{log.read_text()}")
-    for result in results:
-        print(result.line())
+        for result in results:
+            print(result.line())
+        against_bare_daphne(url, server, body, env=env, log=log)
+
+
+def against_bare_daphne(
+    url: str, server: subprocess.Popen[bytes], body: bytes, *, env: dict[str, str], log: Path
+) -> None:
+    """Closed loops against this web process and bare daphne serving ``body``, taking turns (static chain)."""
+    from optionsite.devstack import free_port
+
+    body_file = log.parent / "bare-body.json"
+    body_file.write_bytes(body)
+    port = free_port()
+    bare = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "tests.benchmarks.bare_app:application"]
+    bare_url = f"http://127.0.0.1:{port}/"
+    with running(bare, {**env, "BARE_BODY": str(body_file)}, log) as reference:
+        wait_until_serving(bare_url)
+        asyncio.run(closed_loop(bare_url, clients=CLIENTS, duration=2, label="warm-up"))
+        ratios, scans, rates = [], [], []
+        for turn in range(1, REFERENCE_TURNS + 1):
+            scans.append(keys_and_hgetall_rate(ASSET, seconds=REFERENCE_SECONDS))
+            print(f"turn {turn}: KEYS + HGETALL per contract, then JSON: {scans[-1]:.1f} chains/s")
+            ours = Measure(server.pid)(
+                closed_loop(url, clients=CLIENTS, duration=REFERENCE_SECONDS, label=f"turn {turn}: this project")
+            )
+            theirs = Measure(reference.pid)(
+                closed_loop(
+                    bare_url, clients=CLIENTS, duration=REFERENCE_SECONDS, label=f"turn {turn}: bare daphne, same bytes"
+                )
+            )
+            ratios.append(ours.rate / theirs.rate)
+            rates.append(ours.rate)
+            print(ours.line())
+            print(theirs.line())
+            print(f"turn {turn}: {ratios[-1]:.2f} x bare daphne's req/s")
+    print(
+        f"requests/s against bare daphne, same bytes, same run: median {statistics.median(ratios):.2f} x",
+        "(target >= 0.5 x)",
+    )
+    served, scanned = statistics.median(rates), statistics.median(scans)
+    print(
+        f"requests/s against KEYS + HGETALL per contract, same run: {served:.1f} / {scanned:.2f} = "
+        f"{served / scanned:.0f} x (target >= 100 x)"
+    )
+
+
+def write_contract_hashes(client: Any, rows: list[Any]) -> None:
+    """The per-contract hashes (``FEED_CONTRACT_HASHES=1``'s layout) the dashboards' way reads."""
+    from ingest.store import row_commands
+    from optionsite.redis_client import execute_packed
+
+    execute_packed(client, row_commands(asset=ASSET, rows=rows, contract_hashes=True))
+
+
+def keys_and_hgetall_rate(asset: str, *, seconds: float) -> float:
+    """Full chains a second read as the dashboards this project replaces read them: ``KEYS <prefix>option:BTC-*``,
+    one ``HGETALL`` per contract, the rows encoded as JSON."""
+    import json
+
+    from ingest.keys import contract_key
+    from optionsite.redis_client import redis_connection, texts
+
+    client = redis_connection()
+    pattern = contract_key(f"{asset}-*")
+    chains = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        hashes = [client.hgetall(key) for key in client.keys(pattern)]
+        rows = [dict(zip(texts(fields), texts(fields.values()), strict=True)) for fields in hashes]
+        json.dumps(rows)
+        chains += 1
+    return chains / (time.perf_counter() - started)
 
 
 if __name__ == "__main__":

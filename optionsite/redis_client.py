@@ -41,7 +41,9 @@ def async_redis_connection() -> redis.asyncio.Redis:
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:
-        client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5, socket_timeout=5)
+        # No read timeout: on a saturated event loop a reply read late is not Redis gone (it would close
+        # viewers with 4503); an unreachable Redis fails the connection, and connecting has its timeout.
+        client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5)
         _async_clients[loop] = client
     return client
 

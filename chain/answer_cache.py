@@ -82,8 +82,7 @@ class Replayable:
 @dataclass(frozen=True)
 class Entry:
     replayable: Replayable
-    status: int
-    headers: list[tuple[bytes, bytes]]  # Django's, without Content-Length
+    headers: list[tuple[bytes, bytes]]  # Django's for its 200, without Content-Length
     stored_at: float  # time.monotonic()
 
 
@@ -106,7 +105,6 @@ class CacheFigures:
 
     replayed: int = 0  # answered from an entry
     missed: int = 0  # an entry was there, but the chain or the assets had moved (or the throttle refused)
-    stored: int = 0
 
 
 cache_figures = CacheFigures()
@@ -180,7 +178,7 @@ class AnswerCache:
     async def _replay(self, entry: Entry, state: ChainState, send: Any) -> None:
         parts = answer_parts(entry.replayable, feed=state.feed)
         headers = [*entry.headers, (b"content-length", str(sum(map(len, parts))).encode())]
-        await send({"type": "http.response.start", "status": entry.status, "headers": headers})
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         # In parts: the server copies them into its buffer once, instead of a join here and a copy there.
         for part in parts[:-1]:
             await send({"type": "http.response.body", "body": part, "more_body": True})
@@ -211,7 +209,7 @@ class AnswerCache:
         headers = [(name, value) for name, value in started.get("headers", []) if name.lower() != b"content-length"]
         if any(name.lower() == b"set-cookie" for name, _ in headers):
             return
-        self._store(key, Entry(replayable, 200, headers, time.monotonic()))
+        self._store(key, Entry(replayable, headers, time.monotonic()))
 
     def _store(self, key: tuple[Any, ...], entry: Entry) -> None:
         oldest_kept = entry.stored_at - _max_age()
@@ -221,7 +219,6 @@ class AnswerCache:
         self.entries.move_to_end(key)
         while len(self.entries) > self.max_entries:
             self.entries.popitem(last=False)
-        self.figures.stored += 1
 
     async def _execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """``commands`` in one write and one read, as ``optionsite.redis_client.execute_packed`` does, on the

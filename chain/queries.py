@@ -53,13 +53,8 @@ ASSET_STATES_MAX_AGE = 5.0
 _asset_states: tuple[int, float, dict[str, bool]] | None = None
 
 
-def asset_states() -> dict[str, bool]:
-    """Symbol → enabled, for every configured asset."""
-    return _versioned_asset_states()[1]
-
-
 def _versioned_asset_states() -> tuple[int, dict[str, bool]]:
-    """``asset_states()`` and the ``assets:version`` they hold for."""
+    """Symbol → enabled, for every configured asset, and the ``assets:version`` they hold for."""
     global _asset_states
     version = int(redis_connection().get(assets_version_key()) or 0)
     now = time.monotonic()

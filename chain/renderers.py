@@ -3,8 +3,6 @@ browsable API, which shows the first rows of a long list only."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,7 +10,7 @@ import orjson
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.utils.encoders import JSONEncoder
 
-from chain.rows import ROW_FIELDS, RowView, csv_value
+from chain.rows import RowView, rows_csv
 
 _fallback_encoder = JSONEncoder()
 
@@ -70,14 +68,7 @@ class CSVRenderer(JSONRenderer):
         response = (renderer_context or {}).get("response")
         if response is not None and response.status_code < 400 and isinstance(data, Mapping) and "asset" in data:
             response["Content-Disposition"] = f'attachment; filename="{data["asset"]}-options.csv"'
-        if isinstance(rows, RowView):
-            return rows.csv()  # written once per view of the chain
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(ROW_FIELDS)
-        for row in rows:
-            writer.writerow([csv_value(row.get(name)) for name in ROW_FIELDS])
-        return buffer.getvalue().encode()
+        return rows.csv() if isinstance(rows, RowView) else rows_csv(rows)  # a view's once per state of the chain
 
 
 # Rows the browsable API shows of a list: a person exploring the API reads a few; the full BTC chain (778 rows)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ingest.normalize import ContractRow
@@ -47,13 +47,18 @@ class RowView:
     def csv(self) -> bytes:
         """The rows as CSV: one header line of ``ROW_FIELDS``, then one line per row; a null is an empty cell."""
         if self._csv is None:
-            buffer = io.StringIO()
-            writer = csv.writer(buffer)
-            writer.writerow(ROW_FIELDS)
-            for row in self.rows:
-                writer.writerow([csv_value(row.get(name)) for name in ROW_FIELDS])
-            self._csv = buffer.getvalue().encode()
+            self._csv = rows_csv(self.rows)
         return self._csv
+
+
+def rows_csv(rows: Iterable[Mapping[str, Any]]) -> bytes:
+    """One header line of ``ROW_FIELDS``, then one line per row; a null is an empty cell."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(ROW_FIELDS)
+    for row in rows:
+        writer.writerow([csv_value(row.get(name)) for name in ROW_FIELDS])
+    return buffer.getvalue().encode()
 
 
 def csv_value(value: Any) -> Any:

@@ -38,6 +38,7 @@ from chain.messages import (
     parse_client_message,
     row_chunks,
     view_from_query,
+    written_rows,
 )
 from ingest.events import ChainInstruments, ChainStatus, ChainUpdate
 from ingest.keys import chain_group
@@ -241,7 +242,7 @@ class ChainConsumer(AsyncWebsocketConsumer):
             chain = await read_live_chain(asset=self.asset)
         else:
             chain = await read_live_chain_after(after, asset=self.asset)
-        chunks = row_chunks(rows_in_view(chain.rows, self.view))
+        chunks = chain.rows.view_json(self.view)  # shared with this process's other snapshots of the revision
         await self.send_message(
             [
                 build_snapshot(
@@ -253,9 +254,9 @@ class ChainConsumer(AsyncWebsocketConsumer):
                     view=self.view,
                     expiries=chain.expiries,
                     feed=chain.feed,
-                    rows=rows,
+                    rows=written_rows(rows_json),
                 )
-                for part, rows in enumerate(chunks, start=1)
+                for part, rows_json in enumerate(chunks, start=1)
             ]
         )
         self.delivery.snapshot_sent()

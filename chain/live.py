@@ -90,22 +90,46 @@ def listed_expiries(*, asset: str) -> list[dict[str, str | int]]:
     return [{"expiry": code.decode(), "delivery_ms": int(score)} for code, score in raw]
 
 
+# Views whose rows one revision keeps written as JSON (a view is an expiry and a settle coin, or all): more
+# than the listed expiries x coins only when clients ask for views that hold nothing.
+MAX_VIEWS_PER_REVISION = 64
+
+
+@dataclass(frozen=True)
+class ChainRows:
+    """One revision of an asset's chain: every row in chain order, and each view's rows as JSON, written once
+    for every snapshot of that view until the revision moves. Shared: never changed."""
+
+    rows: list[ContractRow]
+    _view_json: dict[tuple[str | None, str | None], list[bytes]] = field(default_factory=dict, compare=False)
+
+    def view_json(self, view: ChainView) -> list[bytes]:
+        """The rows in ``view`` as JSON arrays of at most ``MAX_ROWS_PER_FRAME`` rows each (one ``[]`` if none)."""
+        key = (view["expiry"], view["settle"])
+        chunks = self._view_json.get(key)
+        if chunks is None:
+            chunks = [orjson.dumps(chunk) for chunk in row_chunks(rows_in_view(self.rows, view))]
+            if len(self._view_json) < MAX_VIEWS_PER_REVISION:
+                self._view_json[key] = chunks
+        return chunks
+
+
 @dataclass(frozen=True)
 class LiveChain:
     """One asset's whole chain as a snapshot needs it: every row in chain order, every expiry, the feed.
     Shared between the connections that read it together: never changed."""
 
-    rows: list[ContractRow]
+    rows: ChainRows
     expiries: list[ExpiryInfo]
     feed: FeedInfo
 
 
 # The rows of the last chain read, per asset, with the revision they hold for: a snapshot that finds the
-# revision unchanged reuses them instead of reading and decoding the whole chain again (a snapshot is sent
-# on connecting, on a view change and on every resync, many at once when a process falls behind; they
-# were half of a web process's time under load, docs/benchmarks.md). Reads of one revision in flight
-# together share one ``HVALS``.
-_live_rows: dict[str, tuple[bytes, asyncio.Future[list[ContractRow]]]] = {}
+# revision unchanged reuses them, and their JSON, instead of reading, decoding and encoding the whole chain
+# again (a snapshot is sent on connecting, on a view change and on every resync, many at once when a process
+# falls behind; they were half of a web process's time under load, docs/benchmarks.md). Reads of one revision
+# in flight together share one ``HVALS``.
+_live_rows: dict[str, tuple[bytes, asyncio.Future[ChainRows]]] = {}
 
 
 async def read_live_chain(*, asset: str) -> LiveChain:
@@ -130,7 +154,7 @@ async def read_live_chain(*, asset: str) -> LiveChain:
             if _live_rows.get(asset, (None, None))[1] is read:
                 del _live_rows[asset]
             raise
-    settles = ((row["expiry"], row["settle"]) for row in rows)
+    settles = ((row["expiry"], row["settle"]) for row in rows.rows)
     return LiveChain(
         rows=rows,
         expiries=expiry_infos(raw_expiries, settles),
@@ -138,9 +162,9 @@ async def read_live_chain(*, asset: str) -> LiveChain:
     )
 
 
-async def _decoded_rows(client: redis.asyncio.Redis, asset: str) -> list[ContractRow]:
+async def _decoded_rows(client: redis.asyncio.Redis, asset: str) -> ChainRows:
     raw_rows = await client.hvals(chain_key(asset))
-    return sorted((orjson.loads(raw) for raw in raw_rows), key=_chain_order)
+    return ChainRows(sorted((orjson.loads(raw) for raw in raw_rows), key=_chain_order))
 
 
 # When a process falls behind, all its connections resync on the same event: they share one read,

@@ -196,10 +196,15 @@ def encode_frame(frame: ServerFrame) -> str:
     return orjson.dumps(frame).decode()
 
 
+def written_rows(rows_json: bytes) -> list[ContractRow]:
+    """Rows already written as a JSON array (shared by connections), to build a frame with: ``encode_frame``
+    copies them as they are."""
+    return cast(list[ContractRow], orjson.Fragment(rows_json))
+
+
 def encode_update(*, seq: int, asset: str, rows_json: bytes, ts: int) -> str:
-    """``encode_frame(build_update(...))`` for rows already written as a JSON array (shared by connections)."""
-    rows = cast(list[ContractRow], orjson.Fragment(rows_json))  # orjson writes a Fragment as it is
-    return encode_frame(build_update(seq=seq, asset=asset, rows=rows, ts=ts))
+    """``encode_frame(build_update(...))`` for rows already written as a JSON array."""
+    return encode_frame(build_update(seq=seq, asset=asset, rows=written_rows(rows_json), ts=ts))
 
 
 def parse_view(*, expiry: Any, settle: Any) -> ChainView:

@@ -6,10 +6,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, cast
 
+import orjson
 import pytest
 import redis.connection
 from django.test import Client
 
+from chain.messages import ChainView
 from ingest.normalize import ContractRow
 
 pytestmark = pytest.mark.django_db
@@ -179,4 +181,35 @@ async def test_snapshots_of_an_unchanged_chain_share_its_rows_and_never_miss_a_m
     write_rows(pipe, asset="SOL", rows=[changed])
     pipe.execute()
     after = await read_live_chain(asset="SOL")
-    assert {row["symbol"]: row for row in after.rows}[changed["symbol"]]["mark_price"] == 2.75
+    assert {row["symbol"]: row for row in after.rows.rows}[changed["symbol"]]["mark_price"] == 2.75
+
+
+async def test_snapshots_of_one_view_share_its_json_until_the_chain_moves(fill, redis_client) -> None:
+    from chain.live import read_live_chain, rows_in_view
+    from chain.messages import MAX_ROWS_PER_FRAME
+    from ingest.store import write_rows
+
+    rows = fill("BTC")
+    expiry = rows[0]["expiry"]
+    one: ChainView = {"expiry": expiry, "settle": rows[0]["settle"]}
+    everything: ChainView = {"expiry": None, "settle": None}
+    chain = await read_live_chain(asset="BTC")
+    written = chain.rows.view_json(one)
+    in_view = [row["symbol"] for row in rows_in_view(chain.rows.rows, one)]
+    assert in_view, "the view holds contracts"
+    assert [row["symbol"] for chunk in written for row in orjson.loads(chunk)] == in_view
+    again = (await read_live_chain(asset="BTC")).rows.view_json(one)
+    assert again is written, "one JSON per revision and view"
+    whole = chain.rows.view_json(everything)
+    assert len(orjson.loads(whole[0])) == min(len(rows), MAX_ROWS_PER_FRAME)
+    assert sum(len(orjson.loads(chunk)) for chunk in whole) == len(rows)
+    assert chain.rows.view_json({"expiry": "1JAN20", "settle": None}) == [b"[]"]
+
+    changed = cast(ContractRow, {**rows[0], "mark_price": 2.75})
+    pipe = redis_client.pipeline()
+    write_rows(pipe, asset="BTC", rows=[changed])
+    pipe.execute()
+    moved = (await read_live_chain(asset="BTC")).rows.view_json(one)
+    assert {row["symbol"]: row for chunk in moved for row in orjson.loads(chunk)}[changed["symbol"]][
+        "mark_price"
+    ] == 2.75

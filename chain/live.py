@@ -15,8 +15,8 @@ import redis.asyncio
 from channels.db import database_sync_to_async
 
 from assets.models import Asset
-from chain.messages import BadMessage, ChainView, ExpiryInfo, FeedInfo, row_chunks
-from ingest.events import ChainInstruments, ChainStatus, ChainUpdate, FeedState
+from chain.messages import MAX_ROWS_PER_FRAME, BadMessage, ChainView, ExpiryInfo, FeedInfo, row_chunks
+from ingest.events import ChainInstruments, ChainStatus, ChainUpdate, ChangedRow, FeedState
 from ingest.keys import chain_key, chain_revision_key, contracts_key, expiries_key, feed_status_key
 from ingest.normalize import ContractRow
 from ingest.status import FeedStatus
@@ -196,14 +196,18 @@ _update_rows: OrderedDict[tuple[str, str | None, str | None], list[bytes]] = Ord
 
 def update_rows_json(event: ChainUpdate, view: ChainView) -> list[bytes]:
     """The update's rows in ``view`` as JSON arrays of at most ``MAX_ROWS_PER_FRAME`` rows each
-    (none when no row is in the view), computed once per event and view in this process."""
+    (none when no row is in the view), put together once per event and view in this process from the
+    rows' own JSON (``ingest.events.ChangedRow``)."""
     key = (event["id"], view["expiry"], view["settle"])
     chunks = _update_rows.get(key)
     if chunks is not None:
         _update_rows.move_to_end(key)
     else:
-        rows = rows_in_view(event["rows"], view)
-        chunks = [orjson.dumps(chunk) for chunk in row_chunks(rows)] if rows else []
+        rows = changed_rows_in_view(event["rows"], view)
+        chunks = [
+            b"[" + b",".join(rows[start : start + MAX_ROWS_PER_FRAME]) + b"]"
+            for start in range(0, len(rows), MAX_ROWS_PER_FRAME)
+        ]
         _update_rows[key] = chunks
         if len(_update_rows) > MAX_SHARED_UPDATES:
             _update_rows.popitem(last=False)
@@ -267,6 +271,16 @@ def row_in_view(row: ContractRow, view: ChainView) -> bool:
     return (view["expiry"] is None or row["expiry"] == view["expiry"]) and (
         view["settle"] is None or row["settle"] == view["settle"]
     )
+
+
+def changed_rows_in_view(changed: list[ChangedRow], view: ChainView) -> list[bytes]:
+    """The JSON of an update's rows in ``view``."""
+    expiry, settle = view["expiry"], view["settle"]
+    return [
+        row_json
+        for row_expiry, row_settle, row_json in changed
+        if (expiry is None or row_expiry == expiry) and (settle is None or row_settle == settle)
+    ]
 
 
 def rows_in_view(rows: list[ContractRow], view: ChainView) -> list[ContractRow]:

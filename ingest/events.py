@@ -2,7 +2,7 @@
 
 * Channel-layer events to the group ``chain.<ASSET>`` (``ingest.keys.chain_group``), which
   the live-chain consumer handles by their ``type`` (``chain.update`` → ``chain_update``):
-  ``chain.update`` (rows of the contracts that changed since the previous flush),
+  ``chain.update`` (rows of the contracts that changed since the previous flush, as JSON),
   ``chain.instruments`` (contracts listed and delivered), ``chain.status`` (the feed's
   state changed).
 * Commands to running feeds on the pub/sub channel ``ingest.keys.feed_control_channel``:
@@ -12,22 +12,31 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from typing import Literal, TypedDict
 
 import orjson
 
 from ingest.normalize import ContractRow
+from ingest.symbols import SettleCoin
 from optionsite.clock import now_ms
 
 FeedState = Literal["connecting", "live", "stale", "stopped"]
 FEED_STATES: tuple[FeedState, ...] = ("connecting", "live", "stale", "stopped")
 
 
+# A row of a ``chain.update``: the contract's expiry and settle coin, which a view selects rows by, and the row
+# as the JSON the chain's hash holds. The flusher writes that JSON once, for Redis, and every web process sends it
+# on as it is: no process decodes a changed row, nor encodes it again per view or per client. On the wire
+# (channels-redis' msgpack) the tuple arrives as a list: unpack it.
+ChangedRow = tuple[str, SettleCoin, bytes]
+
+
 class ChainUpdate(TypedDict):
     id: str
     type: Literal["chain.update"]
     asset: str
-    rows: list[ContractRow]
+    rows: list[ChangedRow]
     ts: int
 
 
@@ -59,8 +68,16 @@ def _event_id() -> str:
     return secrets.token_hex(8)
 
 
-def build_chain_update(*, asset: str, rows: list[ContractRow]) -> ChainUpdate:
-    return {"id": _event_id(), "type": "chain.update", "asset": asset, "rows": rows, "ts": now_ms()}
+def build_chain_update(
+    *, asset: str, rows: Sequence[ContractRow], rows_json: Sequence[bytes] | None = None
+) -> ChainUpdate:
+    """``rows_json``: the rows as JSON, when the sender wrote them already (the flusher, for Redis)."""
+    if rows_json is None:
+        rows_json = [orjson.dumps(row) for row in rows]
+    changed: list[ChangedRow] = [
+        (row["expiry"], row["settle"], row_json) for row, row_json in zip(rows, rows_json, strict=True)
+    ]
+    return {"id": _event_id(), "type": "chain.update", "asset": asset, "rows": changed, "ts": now_ms()}
 
 
 def build_chain_instruments(*, asset: str, listed: list[ContractRow], delivered: list[str]) -> ChainInstruments:

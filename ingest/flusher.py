@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import orjson
 import redis
 from channels.layers import BaseChannelLayer
 
@@ -182,8 +183,14 @@ class Flusher:
             self.status.index_price = rows[-1]["index_price"] or self.status.index_price
             self._newest_ts = max(self._newest_ts, max(row["ts"] or 0 for row in rows))
         self._update_status(now)
+        rows_json = [orjson.dumps(row) for row in rows]  # for Redis and the chain.update alike
         commands = row_commands(
-            asset=self.asset, rows=rows, previous=self._stored, renew_ttl=renew_ttl, contract_hashes=hashes
+            asset=self.asset,
+            rows=rows,
+            rows_json=rows_json,
+            previous=self._stored,
+            renew_ttl=renew_ttl,
+            contract_hashes=hashes,
         )
         commands.append(feed_status_command(asset=self.asset, status=self.status.to_redis()))
         execute_packed(self.client, commands)
@@ -197,7 +204,7 @@ class Flusher:
         if self.observer is not None:
             self.observer(rows, written_ms)
         if rows:
-            events.append(dict(build_chain_update(asset=self.asset, rows=rows)))
+            events.append(dict(build_chain_update(asset=self.asset, rows=rows, rows_json=rows_json)))
         if self.status.state != self._last_state:
             self._last_state = self.status.state
             events.append(dict(build_chain_status(asset=self.asset, state=self.status.state)))

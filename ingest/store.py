@@ -113,9 +113,12 @@ def row_commands(
     previous: Mapping[str, ContractRow] | None = None,
     renew_ttl: Container[str] = (),
     contract_hashes: bool = False,
+    rows_json: Iterable[bytes] | None = None,
 ) -> list[RedisCommand]:
     """The commands that store ``rows``: the chain entries and a new revision, after the
     contract hashes when ``contract_hashes`` (``FEED_CONTRACT_HASHES``) asks for them.
+    ``rows_json``: the rows as JSON, when the caller has written them already (the flusher
+    sends the same JSON in its ``chain.update``).
 
     The hashes copy the chain entries field by field, for scripts that read single fields;
     they cost ~20 of a flush's ~26 us per row (docs/benchmarks.md), hence opt-in. With
@@ -127,9 +130,11 @@ def row_commands(
     commands: list[RedisCommand] = []
     chain: list[str | bytes] = ["HSET", chain_key(asset)]
     key_prefix = contract_key("")  # read the setting once, not once per row
-    for row in rows:
+    rows = list(rows)
+    encoded = [orjson.dumps(row) for row in rows] if rows_json is None else rows_json
+    for row, row_json in zip(rows, encoded, strict=True):
         symbol = row["symbol"]
-        chain += (symbol, orjson.dumps(row))
+        chain += (symbol, row_json)
         if not contract_hashes:
             continue
         key = key_prefix + symbol

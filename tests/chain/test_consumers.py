@@ -22,7 +22,7 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from chain.live import MAX_UNACKED_MESSAGES
 from chain.messages import MAX_ROWS_PER_FRAME
-from ingest.events import build_chain_instruments, build_chain_status, build_chain_update
+from ingest.events import ChangedRow, build_chain_instruments, build_chain_status, build_chain_update
 from ingest.keys import chain_group
 from ingest.normalize import ContractRow, apply_ticker, static_row
 from ingest.store import sync_instruments, write_rows
@@ -452,17 +452,17 @@ async def test_connections_in_one_view_share_the_filtering_and_encoding_of_an_up
     from chain import live
 
     filtered: list[Any] = []
-    rows_in_view = live.rows_in_view
+    changed_rows_in_view = live.changed_rows_in_view
 
-    def counted_filter(rows: list[ContractRow], view: Any) -> list[ContractRow]:
+    def counted_filter(rows: list[ChangedRow], view: Any) -> list[bytes]:
         filtered.append(dict(view))
-        return rows_in_view(rows, view)
+        return changed_rows_in_view(rows, view)
 
     rows = fill("BTC", limit_expiries=2)
     expiry = rows[0]["expiry"]
     same_view = [(await connected(f"/ws/chain/BTC/?expiry={expiry}"))[0] for _ in range(3)]
     whole_chain, _ = await connected("/ws/chain/BTC/")
-    monkeypatch.setattr(live, "rows_in_view", counted_filter)
+    monkeypatch.setattr(live, "changed_rows_in_view", counted_filter)
 
     elsewhere = next(row for row in rows if row["expiry"] != expiry)
     changed = repriced([*[row for row in rows if row["expiry"] == expiry][:3], elsewhere], mark=42.0)

@@ -16,6 +16,7 @@ from channels.layers import get_channel_layer
 
 from ingest.feed import AssetFeed, FeedSettings, StopReason
 from ingest.keys import chain_group, chain_key, contract_key, contracts_key, expiries_key, feed_status_key
+from ingest.normalize import ContractRow
 from ingest.simulator import RunningSimulator
 from ingest.status import FeedStatus, read_feed_status
 from ingest.store import purge_asset
@@ -345,3 +346,8 @@ def test_it_sends_batched_updates_to_the_assets_group(start_simulator, start_fee
     assert all(update["asset"] == "SOL" and update["rows"] for update in updates)
     # One message per flush carrying many contracts, not one per contract.
     assert max(len(update["rows"]) for update in updates) > 20
+    # Each row as JSON, tagged with the expiry and settle coin a view selects it by.
+    for expiry, settle, row_json in updates[-1]["rows"]:
+        row = orjson.loads(row_json)
+        assert (row["asset"], row["expiry"], row["settle"]) == ("SOL", expiry, settle)
+        assert set(row) == set(ContractRow.__annotations__)

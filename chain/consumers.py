@@ -12,15 +12,14 @@ import redis
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from chain.live import (
+from chain.flow_control import Delivery
+from chain.live_chain import (
     ChainEvent,
-    Delivery,
     asset_state,
     read_expiries,
     read_live_chain,
     read_live_chain_after,
     rows_in_view,
-    update_rows_json,
 )
 from chain.messages import (
     CLOSE_DISABLED_ASSET,
@@ -40,6 +39,7 @@ from chain.messages import (
     view_from_query,
     written_rows,
 )
+from chain.updates import update_rows_json
 from ingest.events import ChainInstruments, ChainStatus, ChainUpdate
 from ingest.keys import chain_group
 from ingest.throttled_log import RateLimitedLog
@@ -94,7 +94,7 @@ class ChainConsumer(AsyncWebsocketConsumer):
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' dispatch without its ``aclose_old_connections()`` before every message: a hop to a thread
         per message and connection (14 % of a web process's time fanning updates out to 100 viewers). This
-        consumer reaches the database only through ``database_sync_to_async`` (``chain.live``), which closes
+        consumer reaches the database only through ``database_sync_to_async`` (``chain.live_chain``), which closes
         outdated connections itself, on the thread that holds them."""
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:

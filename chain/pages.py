@@ -17,7 +17,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from assets.models import Asset
-from chain.live import asset_tabs, listed_expiries
+from chain.tabs import asset_tabs, listed_expiries
 from chain.unavailable import REDIS_UNAVAILABLE, log_unavailable
 
 # How soon to ask again while Redis is unreachable: the page's WebSocket backs off to 5-10 s too.

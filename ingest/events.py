@@ -64,7 +64,7 @@ class FeedRefresh(TypedDict):
 
 def _event_id() -> str:
     # Unique per event: the consumers of one process share, by this id, the work an event causes
-    # (chain.live), however the channel layer delivers it to each of them.
+    # (chain.live_chain, chain.updates), however the channel layer delivers it to each of them.
     return secrets.token_hex(8)
 
 

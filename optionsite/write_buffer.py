@@ -5,7 +5,7 @@ socket as the socket takes it, without limit and without telling the application
 reading makes that buffer grow, and its acknowledgements cannot show it: they are the client's word, not
 proof that it read. The project's server (``optionsite.webserver``) therefore puts, in each WebSocket
 connection's ASGI scope, an extension with a function that counts those bytes; the consumer bounds what it
-sends by that count (``chain.live.Delivery``; docs/websocket.md, "Falling behind").
+sends by that count (``chain.flow_control.Delivery``; docs/websocket.md, "Falling behind").
 
 Nothing here imports daphne or Twisted: the consumer runs under other servers too (Channels'
 ``WebsocketCommunicator`` in tests), which add no such extension.

@@ -10,7 +10,7 @@ import aiohttp
 import orjson
 import pytest
 
-from chain.live import MAX_UNACKED_MESSAGES
+from chain.flow_control import MAX_UNACKED_MESSAGES
 from tests.browser.conftest import LiveStack
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,7 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from pytest_django.fixtures import Settings as SettingsWrapper
 
-from chain.live import MAX_UNACKED_MESSAGES
+from chain.flow_control import MAX_UNACKED_MESSAGES
 from chain.messages import MAX_ROWS_PER_FRAME
 from ingest.events import ChangedRow, build_chain_instruments, build_chain_status, build_chain_update
 from ingest.keys import chain_group
@@ -403,12 +403,12 @@ async def test_a_client_that_stops_reading_gets_a_snapshot_instead_of_a_backlog_
 async def test_connections_whose_events_arrive_late_resync_together(
     fill: Callable[..., list[ContractRow]], redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chain import live
+    from chain import live_chain
 
     reads = 0
-    read_live_chain = live.read_live_chain
+    read_live_chain = live_chain.read_live_chain
 
-    async def counted_read(*, asset: str) -> live.LiveChain:
+    async def counted_read(*, asset: str) -> live_chain.LiveChain:
         nonlocal reads
         reads += 1
         return await read_live_chain(asset=asset)
@@ -432,7 +432,7 @@ async def test_connections_whose_events_arrive_late_resync_together(
     for client in clients:
         assert await client.receive_nothing(timeout=0.2)
 
-    monkeypatch.setattr(live, "read_live_chain", counted_read)
+    monkeypatch.setattr(live_chain, "read_live_chain", counted_read)
     changed = repriced(watched, mark=13.0)
     await publish(redis_client, build_chain_update(asset="BTC", rows=changed), rows=changed)
     in_first_expiry = sum(row["expiry"] == rows[0]["expiry"] for row in rows)
@@ -449,10 +449,10 @@ async def test_connections_whose_events_arrive_late_resync_together(
 async def test_connections_in_one_view_share_the_filtering_and_encoding_of_an_update(
     fill: Callable[..., list[ContractRow]], redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chain import live
+    from chain import updates
 
     filtered: list[Any] = []
-    changed_rows_in_view = live.changed_rows_in_view
+    changed_rows_in_view = updates.changed_rows_in_view
 
     def counted_filter(rows: list[ChangedRow], view: Any) -> list[bytes]:
         filtered.append(dict(view))
@@ -462,7 +462,7 @@ async def test_connections_in_one_view_share_the_filtering_and_encoding_of_an_up
     expiry = rows[0]["expiry"]
     same_view = [(await connected(f"/ws/chain/BTC/?expiry={expiry}"))[0] for _ in range(3)]
     whole_chain, _ = await connected("/ws/chain/BTC/")
-    monkeypatch.setattr(live, "changed_rows_in_view", counted_filter)
+    monkeypatch.setattr(updates, "changed_rows_in_view", counted_filter)
 
     elsewhere = next(row for row in rows if row["expiry"] != expiry)
     changed = repriced([*[row for row in rows if row["expiry"] == expiry][:3], elsewhere], mark=42.0)

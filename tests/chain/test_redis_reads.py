@@ -168,7 +168,7 @@ def test_it_reuses_the_work_done_on_a_chain_that_did_not_change(fill, redis_clie
 
 
 async def test_snapshots_of_an_unchanged_chain_share_its_rows_and_never_miss_a_move(fill, redis_client) -> None:
-    from chain.live import read_live_chain
+    from chain.live_chain import read_live_chain
     from ingest.store import write_rows
 
     rows = fill("SOL", limit_expiries=1)
@@ -185,7 +185,7 @@ async def test_snapshots_of_an_unchanged_chain_share_its_rows_and_never_miss_a_m
 
 
 async def test_snapshots_of_one_view_share_its_json_until_the_chain_moves(fill, redis_client) -> None:
-    from chain.live import read_live_chain, rows_in_view
+    from chain.live_chain import read_live_chain, rows_in_view
     from chain.messages import MAX_ROWS_PER_FRAME
     from ingest.store import write_rows
 

@@ -16,10 +16,12 @@ from chain.flow_control import Delivery
 from chain.live_chain import (
     ChainEvent,
     asset_state,
+    read_analytics,
     read_expiries,
     read_live_chain,
     read_live_chain_after,
     rows_in_view,
+    view_analytics_field,
 )
 from chain.messages import (
     CLOSE_DISABLED_ASSET,
@@ -28,6 +30,7 @@ from chain.messages import (
     ChainView,
     ServerFrame,
     SnapshotReason,
+    build_analytics,
     build_error,
     build_instruments,
     build_snapshot,
@@ -40,7 +43,7 @@ from chain.messages import (
     written_rows,
 )
 from chain.updates import update_rows_json
-from ingest.events import ChainInstruments, ChainStatus, ChainUpdate
+from ingest.events import ChainAnalytics, ChainInstruments, ChainStatus, ChainUpdate
 from ingest.keys import chain_group
 from ingest.throttled_log import RateLimitedLog
 from optionsite.clock import now_ms
@@ -141,6 +144,7 @@ class ChainConsumer(AsyncWebsocketConsumer):
         if problem is not None:
             await self.send_error(problem)
         await self.send_snapshot("connect")
+        await self.send_latest_analytics()
 
     async def disconnect(self, code: int) -> None:
         self.stop_renewing_membership()
@@ -187,6 +191,7 @@ class ChainConsumer(AsyncWebsocketConsumer):
             return
         self.view = {"expiry": message["expiry"], "settle": message["settle"]}
         await self.send_snapshot("view")
+        await self.send_latest_analytics()
 
     # --- events from the ingest (ingest.events) -------------------------------------
 
@@ -224,6 +229,14 @@ class ChainConsumer(AsyncWebsocketConsumer):
                 [build_status(seq=self.delivery.next_seq(), asset=self.asset, state=event["state"], ts=event["ts"])]
             )
 
+    async def chain_analytics(self, event: ChainAnalytics) -> None:
+        # New analytics replace these within a second: a connection that is behind skips them rather than
+        # resyncing for them.
+        if self.asset and self.delivery.has_room() and not self.delivery.resync_due:
+            field_name = view_analytics_field(self.view, event["expiries"])
+            expiry_json = event["expiries"].get(field_name) if field_name is not None else None
+            await self.send_analytics(event["analytics"], expiry_json, ts=event["ts"])
+
     async def admitted(self, event: ChainEvent) -> bool:
         """Whether to forward an event from the ingest; sends the due snapshot instead if one is."""
         admission = self.delivery.admit(event_ts=event["ts"], now_ms=now_ms())
@@ -260,6 +273,18 @@ class ChainConsumer(AsyncWebsocketConsumer):
             ]
         )
         self.delivery.snapshot_sent()
+
+    async def send_latest_analytics(self) -> None:
+        """After a snapshot: the analytics of its view as the feed last stored them, not a second later."""
+        stored = await read_analytics(asset=self.asset, view=self.view)
+        if stored is not None and self.delivery.has_room():
+            await self.send_analytics(stored.asset_json, stored.expiry_json, ts=stored.ts)
+
+    async def send_analytics(self, asset_json: bytes, expiry_json: bytes | None, *, ts: int) -> None:
+        frame = build_analytics(
+            seq=self.delivery.next_seq(), asset=self.asset, analytics_json=asset_json, expiry_json=expiry_json, ts=ts
+        )
+        await self.send_message([frame])
 
     async def send_error(self, problem: BadMessage) -> None:
         # A client that sends without reading must not fill the server's buffers with errors either.

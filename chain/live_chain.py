@@ -5,9 +5,9 @@ snapshot (shared by the connections that read one revision), and the views a con
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 import orjson
 import redis.asyncio
@@ -16,7 +16,17 @@ from channels.db import database_sync_to_async
 from assets.models import Asset
 from chain.messages import ChainView, ExpiryInfo, FeedInfo, row_chunks
 from ingest.events import ChainInstruments, ChainStatus, ChainUpdate
-from ingest.keys import chain_key, chain_revision_key, contracts_key, expiries_key, feed_status_key
+from ingest.keys import (
+    ANALYTICS_ASSET_FIELD,
+    ANALYTICS_TS_FIELD,
+    analytics_expiry_field,
+    analytics_key,
+    chain_key,
+    chain_revision_key,
+    contracts_key,
+    expiries_key,
+    feed_status_key,
+)
 from ingest.normalize import ContractRow
 from ingest.status import FeedStatus
 from ingest.symbols import SettleCoin, SymbolError, parse_symbol
@@ -196,3 +206,41 @@ def rows_in_view(rows: list[ContractRow], view: ChainView) -> list[ContractRow]:
 
 def _chain_order(row: ContractRow) -> tuple[int, float, str, str]:
     return (row["delivery_ms"], row["strike"], row["type"], row["settle"])
+
+
+@dataclass(frozen=True)
+class StoredAnalytics:
+    """The asset's latest analytics as the feed stored them (JSON), with the view's expiry's, if it has one."""
+
+    asset_json: bytes
+    expiry_json: bytes | None
+    ts: int
+
+
+def view_analytics_field(view: ChainView, stored: Container[str]) -> str | None:
+    """The analytics field of the view's expiry (``ingest.keys.analytics_key``): its settle coin's; for both coins
+    USDT's when the expiry has USDT contracts (``stored`` has their field), else USDC's, as the API's chain table."""
+    expiry = view["expiry"]
+    if expiry is None:
+        return None
+    if view["settle"] is not None:
+        return analytics_expiry_field(expiry, view["settle"])
+    usdt = analytics_expiry_field(expiry, "USDT")
+    return usdt if usdt in stored else analytics_expiry_field(expiry, "USDC")
+
+
+async def read_analytics(*, asset: str, view: ChainView) -> StoredAnalytics | None:
+    """What the feed last published for the asset and the view's expiry; ``None`` before it first did."""
+    expiry = view["expiry"]
+    fields = [ANALYTICS_TS_FIELD, ANALYTICS_ASSET_FIELD]
+    if expiry is not None:
+        fields += [analytics_expiry_field(expiry, "USDT"), analytics_expiry_field(expiry, "USDC")]
+    values = cast(list[bytes | None], await async_redis_connection().hmget(analytics_key(asset), fields))
+    ts, asset_json = values[0], values[1]
+    if ts is None or asset_json is None:
+        return None
+    by_field = {name: value for name, value in zip(fields[2:], values[2:], strict=True) if value is not None}
+    field_name = view_analytics_field(view, by_field)
+    return StoredAnalytics(
+        asset_json=asset_json, expiry_json=by_field.get(field_name) if field_name else None, ts=int(ts)
+    )

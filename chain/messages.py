@@ -1,6 +1,6 @@
 """The frames of the live chain's WebSocket (``/ws/chain/<ASSET>/``, docs/websocket.md), each defined once.
 
-Server → client: ``snapshot``, ``update``, ``instruments``, ``status``, ``error``; every one carries
+Server → client: ``snapshot``, ``update``, ``instruments``, ``status``, ``analytics``, ``error``; every one carries
 the connection's frame counter ``seq``. Client → server: ``view`` (change the expiry/settle filter)
 and ``ack`` (the last frame applied). Rows are the ingest's ``ContractRow`` as the ingest sends them
 (``ingest.events``), so a row has one shape from the exchange's side to the browser.
@@ -100,6 +100,17 @@ class StatusFrame(TypedDict):
     ts: int
 
 
+class AnalyticsFrame(TypedDict):
+    type: Literal["analytics"]
+    seq: int
+    asset: str
+    # The asset's analytics (analytics.measures.AssetAnalytics), and the view's expiry's with its by-strike series
+    # (ExpiryAnalytics; null for a view of every expiry), as the feed stored them (docs/analytics.md).
+    analytics: dict[str, Any]
+    expiry: dict[str, Any] | None
+    ts: int
+
+
 class ErrorFrame(TypedDict):
     type: Literal["error"]
     seq: int
@@ -107,7 +118,7 @@ class ErrorFrame(TypedDict):
     message: str
 
 
-ServerFrame = SnapshotFrame | UpdateFrame | InstrumentsFrame | StatusFrame | ErrorFrame
+ServerFrame = SnapshotFrame | UpdateFrame | InstrumentsFrame | StatusFrame | AnalyticsFrame | ErrorFrame
 
 
 class ViewMessage(TypedDict):
@@ -181,6 +192,20 @@ def build_instruments(
 
 def build_status(*, seq: int, asset: str, state: FeedState, ts: int) -> StatusFrame:
     return {"type": "status", "seq": seq, "asset": asset, "state": state, "ts": ts}
+
+
+def build_analytics(
+    *, seq: int, asset: str, analytics_json: bytes, expiry_json: bytes | None, ts: int
+) -> AnalyticsFrame:
+    """``ts`` is the feed's: when it computed them. The JSON goes into the frame as it is."""
+    return {
+        "type": "analytics",
+        "seq": seq,
+        "asset": asset,
+        "analytics": cast(dict[str, Any], orjson.Fragment(analytics_json)),
+        "expiry": None if expiry_json is None else cast(dict[str, Any], orjson.Fragment(expiry_json)),
+        "ts": ts,
+    }
 
 
 def build_error(*, seq: int, code: ErrorCode, message: str) -> ErrorFrame:

@@ -10,6 +10,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import psutil
 from django.conf import settings
 from django.db.models.signals import post_delete, post_save
@@ -29,13 +30,16 @@ from chain.filters import (
     years_to_expiry,
 )
 from chain.readers import (
+    StoredAnalyticsFields,
     now_ms,
+    read_analytics,
     read_chain,
     read_listed_contracts,
     read_redis_stats,
     read_strikes,
 )
 from chain.rows import Row, RowView
+from ingest.keys import ANALYTICS_ASSET_FIELD, analytics_expiry_field
 from ingest.status import FeedStatus
 from ingest.symbols import SettleCoin, SymbolError, parse_symbol
 from optionsite.handlers import queue_figures
@@ -241,6 +245,47 @@ def chain_summary(*, asset: str, settle: SettleCoin | None) -> dict[str, Any]:
         "contracts_by_settle": by_settle,
         "expiries": expiries,
         "feed": feed_summary(snapshot.feed, now_ms=now),
+    }
+
+
+def asset_analytics_page(*, asset: str, settle: SettleCoin | None) -> dict[str, Any]:
+    """``/api/analytics/<ASSET>/``: the asset's analytics as the feed last published them (docs/analytics.md);
+    with ``settle``, that coin's expiries and term structure only, and no ``totals`` (they add both coins)."""
+    stored = read_analytics(redis_connection(), asset=asset, fields=[ANALYTICS_ASSET_FIELD])
+    raw = stored.fields.get(ANALYTICS_ASSET_FIELD)
+    analytics = None if raw is None else orjson.loads(raw)
+    if analytics is not None and settle is not None:
+        analytics["expiries"] = [summary for summary in analytics["expiries"] if summary["settle"] == settle]
+        analytics["term_structures"] = [term for term in analytics["term_structures"] if term["settle"] == settle]
+        analytics["totals"] = None
+    return _analytics_answer(stored, settle=settle, analytics=analytics)
+
+
+def expiry_analytics_page(*, asset: str, expiry: str, settle: SettleCoin | None) -> dict[str, Any]:
+    """``/api/analytics/<ASSET>/<EXPIRY>/``: one expiry's analytics with its by-strike series, for ``settle``
+    or, without it, USDT when the expiry has USDT contracts, else USDC (as ``/api/chain/``)."""
+    fields = [analytics_expiry_field(expiry, "USDT"), analytics_expiry_field(expiry, "USDC")]
+    stored = read_analytics(redis_connection(), asset=asset, fields=fields, expiry=expiry)
+    if stored.delivery_ms is None:
+        raise UnknownExpiry(asset, expiry)
+    if settle is None:
+        settle = "USDT" if fields[0] in stored.fields or fields[1] not in stored.fields else "USDC"
+    raw = stored.fields.get(analytics_expiry_field(expiry, settle))
+    answer = _analytics_answer(stored, settle=settle, analytics=None if raw is None else orjson.loads(raw))
+    return {"asset": asset, "expiry": expiry, **answer}
+
+
+def _analytics_answer(
+    stored: StoredAnalyticsFields, *, settle: SettleCoin | None, analytics: dict[str, Any] | None
+) -> dict[str, Any]:
+    return {
+        "asset": stored.asset,
+        "settle": settle,
+        "ts": stored.now_ms,
+        "computed_ts": stored.ts,
+        "feed": feed_summary(stored.feed, now_ms=stored.now_ms),
+        # None until the asset's feed first published them (or when the expiry has no contract of ``settle``).
+        "analytics": analytics,
     }
 
 

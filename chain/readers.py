@@ -7,7 +7,7 @@ itself is read again only when its revision moved (``read_chain``: a second roun
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -15,7 +15,16 @@ import orjson
 import redis
 
 from chain.rows import Row, RowView
-from ingest.keys import chain_key, chain_revision_key, contracts_key, expiries_key, feed_status_key, strikes_key
+from ingest.keys import (
+    ANALYTICS_TS_FIELD,
+    analytics_key,
+    chain_key,
+    chain_revision_key,
+    contracts_key,
+    expiries_key,
+    feed_status_key,
+    strikes_key,
+)
 from ingest.status import FeedStatus
 from optionsite.clock import now_ms
 
@@ -148,6 +157,37 @@ def read_strikes(client: redis.Redis, *, asset: str, expiry: str) -> ListedStrik
         expiry=expiry,
         delivery_ms=None if delivery is None else int(delivery),
         strikes=[float(score) for _, score in raw_strikes],
+        feed=FeedStatus.from_redis(asset, raw_feed),
+        now_ms=now_ms(),
+    )
+
+
+@dataclass(frozen=True)
+class StoredAnalyticsFields:
+    """What the feed last stored of an asset's analytics (``ingest.keys.analytics_key``), as JSON, by field."""
+
+    asset: str
+    fields: dict[str, bytes]
+    ts: int | None
+    delivery_ms: int | None  # of the expiry asked about, when one was; None when it is not listed
+    feed: FeedStatus | None
+    now_ms: int
+
+
+def read_analytics(
+    client: redis.Redis, *, asset: str, fields: Sequence[str], expiry: str | None = None
+) -> StoredAnalyticsFields:
+    """The named fields of the asset's stored analytics (missing ones left out), the expiry's delivery, the feed."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hmget(analytics_key(asset), [ANALYTICS_TS_FIELD, *fields])
+    pipe.zscore(expiries_key(asset), expiry or "")
+    pipe.hgetall(feed_status_key(asset))
+    (ts, *values), delivery, raw_feed = pipe.execute()
+    return StoredAnalyticsFields(
+        asset=asset,
+        fields={name: value for name, value in zip(fields, values, strict=True) if value is not None},
+        ts=None if ts is None else int(ts),
+        delivery_ms=None if delivery is None else int(delivery),
         feed=FeedStatus.from_redis(asset, raw_feed),
         now_ms=now_ms(),
     )

@@ -14,6 +14,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from analytics.measures import AssetAnalytics, ExpiryAnalytics
 from assets.serializers import ErrorSerializer
 from chain.filters import DEFAULT_ORDERING, ORDERING_FIELDS, parse_ordering
 from ingest.symbols import SymbolError, format_expiry_code, parse_expiry_code
@@ -314,6 +315,41 @@ class SummarySerializer(TotalsSerializer):
     contracts_by_settle = SettleCountsSerializer()
     expiries = ExpirySummarySerializer(many=True)
     feed = FeedSerializer()
+
+
+class AnalyticsQuerySerializer(serializers.Serializer):
+    settle = _settle_field(required=False)
+
+
+class _AnalyticsAnswerSerializer(serializers.Serializer):
+    asset = serializers.CharField()
+    settle = serializers.ChoiceField(choices=["USDT", "USDC"], allow_null=True)
+    ts = _answer_ts()
+    computed_ts = serializers.IntegerField(
+        allow_null=True, help_text="When the feed computed these analytics, epoch ms; null before it first did."
+    )
+    feed = FeedSerializer()
+
+
+class AssetAnalyticsPageSerializer(_AnalyticsAnswerSerializer):
+    analytics = serializers.SerializerMethodField(
+        help_text="Per expiry and settle coin, the term structure per settle coin, totals per expiry (null with "
+        "?settle=): docs/analytics.md. Null before the feed first published analytics."
+    )
+
+    def get_analytics(self, answer: Any) -> AssetAnalytics | None:  # for the schema: the answer is built as is
+        return None
+
+
+class ExpiryAnalyticsPageSerializer(_AnalyticsAnswerSerializer):
+    expiry = serializers.CharField()
+    analytics = serializers.SerializerMethodField(
+        help_text="The expiry's measures with its by-strike series (docs/analytics.md); null before the feed first "
+        "published analytics, or when the expiry has no contract of this settle coin."
+    )
+
+    def get_analytics(self, answer: Any) -> ExpiryAnalytics | None:
+        return None
 
 
 class FeedFiguresSerializer(FeedSerializer):

@@ -19,6 +19,10 @@ urlpatterns = [
     *with_and_without_slash("expiries/<str:asset>", views.ExpiriesView.as_view(), "api-expiries"),
     *with_and_without_slash("strikes/<str:asset>", views.StrikesView.as_view(), "api-strikes"),
     *with_and_without_slash("summary/<str:asset>", views.SummaryView.as_view(), "api-summary"),
+    *with_and_without_slash("analytics/<str:asset>", views.AssetAnalyticsView.as_view(), "api-analytics"),
+    *with_and_without_slash(
+        "analytics/<str:asset>/<str:expiry>", views.ExpiryAnalyticsView.as_view(), "api-analytics-expiry"
+    ),
     *with_and_without_slash("stats", views.StatsView.as_view(), "api-stats"),
     *with_and_without_slash("health", views.health, "api-health"),
     *with_and_without_slash("health/live", views.health_live, "api-health-live"),

@@ -12,6 +12,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.decorators import api_view, permission_classes, throttle_classes
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,8 +25,10 @@ from chain.answer_cache import offer_replay
 from chain.filters import RowFilter
 from chain.health import health_report, readiness_problems
 from chain.queries import (
+    asset_analytics_page,
     chain_summary,
     chain_table,
+    expiry_analytics_page,
     expiry_list,
     options_page,
     served_asset,
@@ -96,6 +99,7 @@ def api_root(request: Request) -> Response:
             "expiries": link("api-expiries", asset="ASSET"),
             "strikes": link("api-strikes", asset="ASSET"),
             "summary": link("api-summary", asset="ASSET"),
+            "analytics": link("api-analytics", asset="ASSET"),
             "stats": link("api-stats"),
             "health": link("api-health"),
             "health_live": link("api-health-live"),
@@ -189,6 +193,49 @@ class SummaryView(APIView):
         symbol = served_asset(symbol=asset)
         query = validated_query(request, serializers.SummaryQuerySerializer)
         return Response(chain_summary(asset=symbol, settle=query.get("settle")))
+
+
+_EXPIRY = OpenApiParameter(
+    "expiry",
+    str,
+    OpenApiParameter.PATH,
+    description="A listed expiry (see /api/expiries/{asset}/): Bybit code (26DEC25) or ISO date (2025-12-26).",
+)
+
+
+class AssetAnalyticsView(APIView):
+    """The asset's analytics, as its feed computes them once a second: per expiry ATM IV, 25- and 10-delta risk
+    reversal and butterfly, expected move, positioning, max pain and gamma exposure; the ATM term structure with
+    constant maturities; totals per expiry. Formulas: docs/analytics.md."""
+
+    @extend_schema(
+        operation_id="analytics_retrieve",
+        parameters=[_ASSET, serializers.AnalyticsQuerySerializer],
+        responses={200: serializers.AssetAnalyticsPageSerializer, **_ASSET_ERRORS},
+    )
+    def get(self, request: Request, asset: str) -> Response:
+        symbol = served_asset(symbol=asset)
+        query = validated_query(request, serializers.AnalyticsQuerySerializer)
+        return Response(asset_analytics_page(asset=symbol, settle=query.get("settle")))
+
+
+class ExpiryAnalyticsView(APIView):
+    """One expiry's analytics with its series by strike: open interest and volume, calls against puts, and gamma
+    exposure with the call wall, the put wall and the gamma flip. Formulas: docs/analytics.md."""
+
+    @extend_schema(
+        operation_id="analytics_expiry_retrieve",
+        parameters=[_ASSET, _EXPIRY, serializers.AnalyticsQuerySerializer],
+        responses={200: serializers.ExpiryAnalyticsPageSerializer, **_ASSET_ERRORS},
+    )
+    def get(self, request: Request, asset: str, expiry: str) -> Response:
+        symbol = served_asset(symbol=asset)
+        query = validated_query(request, serializers.AnalyticsQuerySerializer)
+        try:
+            code = serializers.parse_expiry(expiry)
+        except ValueError as exc:
+            raise ValidationError({"expiry": [str(exc)]}) from None
+        return Response(expiry_analytics_page(asset=symbol, expiry=code, settle=query.get("settle")))
 
 
 class StatsView(APIView):

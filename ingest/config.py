@@ -32,6 +32,8 @@ class FeedSettings:
     lag_window: float = 10.0
     # Also keep one Redis hash per contract, field by field (docs/redis.md).
     contract_hashes: bool = False
+    # Compute and publish the asset's analytics (analytics.publisher).
+    analytics: bool = True
 
     @classmethod
     def from_django(cls) -> FeedSettings:
@@ -45,4 +47,5 @@ class FeedSettings:
             silence_timeout=settings.FEED_SILENCE_TIMEOUT,
             refresh_interval=settings.FEED_REFRESH_INTERVAL,
             contract_hashes=settings.FEED_CONTRACT_HASHES,
+            analytics=settings.FEED_ANALYTICS,
         )

@@ -4,7 +4,7 @@
   the live-chain consumer handles by their ``type`` (``chain.update`` → ``chain_update``):
   ``chain.update`` (rows of the contracts that changed since the previous flush, as JSON),
   ``chain.instruments`` (contracts listed and delivered), ``chain.status`` (the feed's
-  state changed).
+  state changed), ``chain.analytics`` (new analytics, at most once a second: ``analytics.publisher``).
 * Commands to running feeds on the pub/sub channel ``ingest.keys.feed_control_channel``:
   ``feed.refresh`` (re-read the instruments now).
 """
@@ -57,6 +57,17 @@ class ChainStatus(TypedDict):
     ts: int
 
 
+class ChainAnalytics(TypedDict):
+    id: str
+    type: Literal["chain.analytics"]
+    asset: str
+    # The asset's analytics and each expiry's (by ``<EXPIRY>/<SETTLE>``), as the JSON the feed stored in Redis
+    # (``ingest.keys.analytics_key``); sent on as it is.
+    analytics: bytes
+    expiries: dict[str, bytes]
+    ts: int
+
+
 class FeedRefresh(TypedDict):
     type: Literal["feed.refresh"]
     assets: list[str]
@@ -93,6 +104,20 @@ def build_chain_instruments(*, asset: str, listed: list[ContractRow], delivered:
 
 def build_chain_status(*, asset: str, state: FeedState) -> ChainStatus:
     return {"id": _event_id(), "type": "chain.status", "asset": asset, "state": state, "ts": now_ms()}
+
+
+def build_chain_analytics(
+    *, asset: str, analytics_json: bytes, expiries_json: dict[str, bytes], ts: int
+) -> ChainAnalytics:
+    """``ts``: when the analytics were computed (their ``now_ms``)."""
+    return {
+        "id": _event_id(),
+        "type": "chain.analytics",
+        "asset": asset,
+        "analytics": analytics_json,
+        "expiries": expiries_json,
+        "ts": ts,
+    }
 
 
 def build_feed_refresh(*, assets: list[str]) -> FeedRefresh:

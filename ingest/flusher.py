@@ -26,6 +26,7 @@ import orjson
 import redis
 from channels.layers import BaseChannelLayer
 
+from analytics.publisher import AnalyticsPublisher
 from ingest.config import FeedSettings
 from ingest.connections import ConnectionFigures
 from ingest.events import FeedState, build_chain_instruments, build_chain_status, build_chain_update
@@ -120,6 +121,7 @@ class Flusher:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._final_flush = True
+        self.analytics = AnalyticsPublisher(asset) if settings.analytics else None
 
     # --- the feed's thread ------------------------------------------------------------
 
@@ -177,6 +179,8 @@ class Flusher:
             self._apply(symbol, snapshot)
         rows = [self._rows[symbol] for symbol in self._unstored]
         now = time.monotonic()
+        if self.analytics is not None and (rows or events):
+            self.analytics.chain_changed()
         hashes = self.settings.contract_hashes
         renew_ttl = {row["symbol"] for row in rows if self._ttl_due.get(row["symbol"], 0.0) < now} if hashes else set()
         if rows:
@@ -210,7 +214,21 @@ class Flusher:
             events.append(dict(build_chain_status(asset=self.asset, state=self.status.state)))
         if events and self.channel_layer is not None:
             loop.run_until_complete(self._send_events(events))
+        if self.analytics is not None:
+            self._publish_analytics(loop, now=now)
         return len(rows)
+
+    def _publish_analytics(self, loop: asyncio.AbstractEventLoop, *, now: float) -> None:
+        """Analytics, when due: after the rows are stored and announced, so that computing them (tens of ms once
+        a second) never holds back a row (analytics.publisher)."""
+        assert self.analytics is not None
+        publication = self.analytics.due(self._rows.values(), now=now, now_ms=now_ms())
+        if publication is None:
+            return
+        execute_packed(self.client, publication.commands)
+        self.analytics.published(publication, now=now)
+        if self.channel_layer is not None:
+            loop.run_until_complete(self._send_events([dict(publication.event)]))
 
     def _store_instrument_changes(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -42,6 +42,21 @@ def strikes_key(asset: str, expiry: str) -> str:
     return redis_key("strikes", asset, expiry)
 
 
+def analytics_key(asset: str) -> str:
+    """HASH: the asset's latest analytics as JSON (docs/analytics.md): field ``asset`` the whole asset's
+    (``AssetAnalytics``), field ``<EXPIRY>/<SETTLE>`` (``26DEC25/USDT``) one expiry's with its by-strike series,
+    field ``ts`` when they were computed (epoch ms)."""
+    return redis_key("analytics", asset)
+
+
+ANALYTICS_ASSET_FIELD = "asset"
+ANALYTICS_TS_FIELD = "ts"
+
+
+def analytics_expiry_field(expiry: str, settle: str) -> str:
+    return f"{expiry}/{settle}"
+
+
 def feed_status_key(asset: str) -> str:
     """HASH: the asset's feed status (state, connections, message rate, ...)."""
     return redis_key("feed", asset)

@@ -14,6 +14,7 @@ import orjson
 import redis
 
 from ingest.keys import (
+    analytics_key,
     chain_key,
     chain_revision_key,
     contract_key,
@@ -192,7 +193,12 @@ def purge_asset(client: redis.Redis, *, asset: str) -> None:
     for expiry in expiries:
         pipe.delete(strikes_key(asset, expiry))
     pipe.delete(
-        chain_key(asset), chain_revision_key(asset), contracts_key(asset), expiries_key(asset), feed_status_key(asset)
+        chain_key(asset),
+        chain_revision_key(asset),
+        contracts_key(asset),
+        expiries_key(asset),
+        feed_status_key(asset),
+        analytics_key(asset),
     )
     pipe.srem(tracked_assets_key(), asset)
     pipe.execute()

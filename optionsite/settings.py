@@ -197,6 +197,9 @@ FEED_LEASE_TTL = env_float("FEED_LEASE_TTL", 15.0, minimum=3.0)
 # One Redis hash per contract besides its chain entry, for scripts that read single fields
 # (docs/redis.md); off by default: it is most of the cost of a feed's writes.
 FEED_CONTRACT_HASHES = env_bool("FEED_CONTRACT_HASHES", False)
+# The feed computes its asset's analytics once a second while the chain changes (docs/analytics.md); off only
+# to measure what they cost.
+FEED_ANALYTICS = env_bool("FEED_ANALYTICS", True)
 # Feed worker processes `make demo`/`make run` and the Docker worker start (optionsite/devstack.py):
 # one per core, since each process has an interpreter lock of its own.
 FEED_PROCESSES = env_int("FEED_PROCESSES", os.cpu_count() or 1, minimum=1, maximum=64)

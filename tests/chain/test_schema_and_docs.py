@@ -11,6 +11,8 @@ from django.test import Client
 pytestmark = pytest.mark.django_db
 
 ROUTES = [
+    "/api/analytics/{asset}/",
+    "/api/analytics/{asset}/{expiry}/",
     "/api/assets/",
     "/api/assets/{symbol}/",
     "/api/assets/{symbol}/toggle/",
@@ -50,6 +52,9 @@ def test_it_describes_every_route_once_in_openapi_3(client: Client) -> None:
     mark_iv = schema["components"]["schemas"]["OptionRow"]["properties"]["mark_iv"]
     assert mark_iv["nullable"] is True
     assert "0.4896 is 48.96 %" in mark_iv["description"]
+    # The analytics are described field by field, from the TypedDicts the feed builds them with.
+    expiry_analytics = schema["components"]["schemas"]["ExpiryAnalyticsPage"]["properties"]["analytics"]
+    assert {"atm_iv", "rr_25d", "max_pain", "gamma_flip", "by_strike", "missing"} <= set(expiry_analytics["properties"])
     feed_figures = schema["components"]["schemas"]["FeedFigures"]["properties"]
     for lag in ("lag_p50_ms", "lag_p99_ms"):
         assert feed_figures[lag]["type"] == "number"

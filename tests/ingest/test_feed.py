@@ -15,7 +15,15 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from ingest.feed import AssetFeed, FeedSettings, StopReason
-from ingest.keys import chain_group, chain_key, contract_key, contracts_key, expiries_key, feed_status_key
+from ingest.keys import (
+    analytics_key,
+    chain_group,
+    chain_key,
+    contract_key,
+    contracts_key,
+    expiries_key,
+    feed_status_key,
+)
 from ingest.normalize import ContractRow
 from ingest.simulator import RunningSimulator
 from ingest.status import FeedStatus, read_feed_status
@@ -319,30 +327,51 @@ def test_it_removes_its_data_when_the_asset_is_disabled(start_simulator, start_f
     publish_assets_changed(action="updated", symbols=["SOL"])
     feed.thread.join(timeout=5)
     assert feed.result == [StopReason.DISABLED]
-    assert not redis_client.exists(chain_key("SOL"), contracts_key("SOL"), feed_status_key("SOL"))
+    assert not redis_client.exists(chain_key("SOL"), contracts_key("SOL"), feed_status_key("SOL"), analytics_key("SOL"))
     poll(lambda: simulator.connection_count() == 0, timeout=5)
 
 
-def test_it_sends_batched_updates_to_the_assets_group(start_simulator, start_feed) -> None:
+def group_events(start_feed: Callable[..., Any], simulator: Any, *, kind: str, wanted: int) -> list[dict[str, Any]]:
+    """The first ``wanted`` events of ``kind`` a SOL feed, started here, sends to SOL's group."""
     layer = get_channel_layer()
 
-    async def receive_updates(wanted: int) -> list[dict[str, Any]]:
+    async def receive() -> list[dict[str, Any]]:
         channel = await layer.new_channel()
         await layer.group_add(chain_group("SOL"), channel)
         start_feed(simulator, asset="SOL")
-        updates: list[dict[str, Any]] = []
+        received: list[dict[str, Any]] = []
         try:
             async with asyncio.timeout(15):
-                while len(updates) < wanted:
+                while len(received) < wanted:
                     message = await layer.receive(channel)
-                    if message["type"] == "chain.update":
-                        updates.append(message)
+                    if message["type"] == kind:
+                        received.append(message)
         finally:
             await layer.group_discard(chain_group("SOL"), channel)
-        return updates
+        return received
 
+    return async_to_sync(receive)()
+
+
+def test_it_publishes_its_assets_analytics_once_a_second_to_redis_and_the_group(
+    start_simulator, start_feed, redis_client
+) -> None:
     simulator = start_simulator(assets=("SOL",))
-    updates = async_to_sync(receive_updates)(3)
+    first, second, third = group_events(start_feed, simulator, kind="chain.analytics", wanted=3)
+    assert 0.9 <= (third["ts"] - first["ts"]) / 2000 <= 2.0, "about once a second while the market moves"
+    stored = redis_client.hgetall(analytics_key("SOL"))
+    latest = orjson.loads(stored[b"asset"])
+    assert latest["asset"] == "SOL"
+    assert int(stored[b"ts"]) == latest["now_ms"] >= third["ts"]
+    expiries = {(summary["expiry"], summary["settle"]) for summary in latest["expiries"]}
+    assert {f"{expiry}/{settle}".encode() for expiry, settle in expiries} == set(stored) - {b"asset", b"ts"}
+    assert any(summary["atm_iv"] is not None for summary in latest["expiries"]), latest["expiries"][0]["missing"]
+    assert orjson.loads(second["analytics"])["asset"] == "SOL"
+
+
+def test_it_sends_batched_updates_to_the_assets_group(start_simulator, start_feed) -> None:
+    simulator = start_simulator(assets=("SOL",))
+    updates = group_events(start_feed, simulator, kind="chain.update", wanted=3)
     assert all(update["asset"] == "SOL" and update["rows"] for update in updates)
     # One message per flush carrying many contracts, not one per contract.
     assert max(len(update["rows"]) for update in updates) > 20

@@ -6,6 +6,7 @@ import { FlatTable } from "./flat.js";
 import * as format from "./format.js";
 import { CLOSE_DISABLED_ASSET, LiveSocket } from "./live.js";
 import { Smile } from "./smile.js";
+import { ExpiryStrip } from "./strip.js";
 import { ChainTable, forwardOf } from "./table.js";
 
 const config = JSON.parse(document.getElementById("chain-config").textContent);
@@ -23,6 +24,7 @@ const state = {
   expiries: config.expiries || [],
   rows: new Map(),
   feed: null,
+  serverView: null, // the view of the last snapshot: what the frames that follow it are about
   connection: "connecting",
   everLive: false,
   lastFrameAt: 0,
@@ -35,6 +37,7 @@ const flasher = new Flasher();
 const chain = new ChainTable($("chain"), flasher);
 const flat = new FlatTable($("flat"), flasher);
 const smile = new Smile($("smile"));
+const strip = new ExpiryStrip($("strip"));
 const hiddenStyle = document.head.appendChild(document.createElement("style"));
 const dirty = new Set();
 let paintScheduled = false;
@@ -63,6 +66,7 @@ function onFrame(frame) {
   if (frame.type === "snapshot") onSnapshot(frame);
   else if (frame.type === "update") onUpdate(frame);
   else if (frame.type === "instruments") onInstruments(frame);
+  else if (frame.type === "analytics") onAnalytics(frame);
   else if (frame.type === "status") setFeed({ ...state.feed, state: frame.state });
   else if (frame.type === "error") notice(`The server refused a request: ${frame.message}`, 6000);
   schedulePaint();
@@ -77,6 +81,7 @@ function onSnapshot(frame) {
   for (const row of frame.rows) incoming.set(row.symbol, row);
   if (frame.part < frame.parts) return;
   const wanted = wantedView();
+  state.serverView = frame.view;
   state.expiries = frame.expiries;
   setFeed(frame.feed);
   noteData(frame.ts, frame.feed.data_ts);
@@ -103,6 +108,14 @@ function fixView() {
   state.settle = settle;
   changeView();
   return false;
+}
+
+// Analytics that follow a snapshot of another view (the user has just changed it) are not this view's.
+function onAnalytics(frame) {
+  const wanted = wantedView();
+  if (wanted.expiry && state.serverView?.expiry === wanted.expiry && state.serverView?.settle === wanted.settle) {
+    strip.show(frame.expiry, frame.ts);
+  }
 }
 
 function onUpdate(frame) {
@@ -297,6 +310,7 @@ function notice(text, forMs) {
 
 function changeView() {
   socket.setView(wantedView());
+  strip.expect(wantedView());
   renderControls();
 }
 
@@ -413,5 +427,6 @@ const socket = new LiveSocket({
 });
 renderExpiries();
 renderControls();
+strip.expect(wantedView());
 socket.connect();
-window.chainPage = { state, chain, flat, socket };
+window.chainPage = { state, chain, flat, socket, strip };

@@ -12,6 +12,19 @@ function fixed(digits) {
   return formatter;
 }
 
+const signedFormatters = new Map();
+
+// U+2212 for the minus: as wide as the plus with tabular figures, so a sign change does not shift the digits.
+function signed(digits) {
+  let formatter = signedFormatters.get(digits);
+  if (!formatter) {
+    const plain = new Intl.NumberFormat("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits, signDisplay: "exceptZero" });
+    formatter = { format: (value) => plain.format(value).replace("-", "\u2212") };
+    signedFormatters.set(digits, formatter);
+  }
+  return formatter;
+}
+
 const significant = new Intl.NumberFormat("en-US", { maximumSignificantDigits: 3 });
 const small = new Intl.NumberFormat("en-US", { minimumFractionDigits: 1, maximumFractionDigits: 4 });
 
@@ -46,6 +59,24 @@ export function delta(value) {
 
 export function sig(value) {
   return value == null ? EMPTY : significant.format(value);
+}
+
+// Fractions (docs/analytics.md, "Units"): 0.0526 → "5.26 %"; a signed one → "+5.26 %", "−3.10 %".
+export function percent(value, digits = 1) {
+  return value == null ? EMPTY : `${fixed(digits).format(value * 100)} %`;
+}
+
+export function signedPercent(value, digits = 1) {
+  return value == null ? EMPTY : `${signed(digits).format(value * 100)} %`;
+}
+
+// A difference of IVs (a risk reversal, a butterfly) in vol points: -0.031 → "−3.10".
+export function volPoints(value) {
+  return value == null ? EMPTY : signed(2).format(value * 100);
+}
+
+export function ratio(value) {
+  return value == null ? EMPTY : fixed(2).format(value);
 }
 
 export function strike(value) {

@@ -63,8 +63,9 @@ class AnalyticsPublisher:
     interval: float = ANALYTICS_INTERVAL
     _changed: bool = True
     _due_at: float = 0.0
-    # The expiry fields of the last write: a delivered expiry's field goes at the next one.
-    _fields: frozenset[str] = frozenset()
+    # The expiry fields of the last write: a delivered expiry's field goes at the next one. ``None`` before this
+    # publisher's first write, which replaces the whole key: an earlier run's fields are not known here.
+    _fields: frozenset[str] | None = None
 
     def chain_changed(self) -> None:
         self._changed = True
@@ -77,19 +78,21 @@ class AnalyticsPublisher:
         analytics = compute_analytics(rows=rows, now_ms=now_ms)
         key = analytics_key(self.asset)
         fields = frozenset(analytics.expiries_json)
-        commands: list[RedisCommand] = [
-            (
-                "HSET",
-                key,
-                ANALYTICS_TS_FIELD,
-                str(analytics.ts),
-                ANALYTICS_ASSET_FIELD,
-                analytics.asset_json,
-                *_pairs(analytics.expiries_json),
-            )
-        ]
-        if self._fields - fields:
-            commands.append(("HDEL", key, *sorted(self._fields - fields)))
+        store: RedisCommand = (
+            "HSET",
+            key,
+            ANALYTICS_TS_FIELD,
+            str(analytics.ts),
+            ANALYTICS_ASSET_FIELD,
+            analytics.asset_json,
+            *_pairs(analytics.expiries_json),
+        )
+        if self._fields is None:
+            commands: list[RedisCommand] = [("MULTI",), ("DEL", key), store, ("EXEC",)]
+        else:
+            commands = [store]
+            if self._fields - fields:
+                commands.append(("HDEL", key, *sorted(self._fields - fields)))
         event = build_chain_analytics(
             asset=self.asset,
             analytics_json=analytics.asset_json,

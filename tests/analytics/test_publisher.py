@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import cast
 
 import orjson
+import redis
 
 from analytics.publisher import AnalyticsPublisher, compute_analytics
 from ingest.keys import analytics_key
 from ingest.normalize import ContractRow
+from optionsite.redis_client import execute_packed
 from tests.chain.market import quoted_rows, real_contracts
 
 NOW_MS = 1_756_713_600_000  # 2025-09-01 08:00 UTC, the day of the symbol file
@@ -48,7 +50,8 @@ def test_it_stores_the_asset_and_every_expiry_and_settle_coin_and_drops_a_delive
     first = publisher.due(rows, now=100.0, now_ms=NOW_MS)
     assert first is not None
     publisher.published(first, now=100.0)
-    (command,) = first.commands
+    multi, delete, command, execute = first.commands
+    assert (multi, delete, execute) == (("MULTI",), ("DEL", analytics_key("BTC")), ("EXEC",))
     assert command[:2] == ("HSET", analytics_key("BTC"))
     stored = {str(name): value for name, value in zip(command[2::2], command[3::2], strict=True)}
     assert all(isinstance(value, bytes | str) for value in stored.values())
@@ -63,7 +66,8 @@ def test_it_stores_the_asset_and_every_expiry_and_settle_coin_and_drops_a_delive
     publisher.chain_changed()
     after = publisher.due([row for row in rows if row["expiry"] != delivered], now=102.0, now_ms=NOW_MS)
     assert after is not None
-    hdel = after.commands[1]
+    hset, hdel = after.commands
+    assert hset[:2] == ("HSET", analytics_key("BTC"))
     assert hdel[:2] == ("HDEL", analytics_key("BTC"))
     assert set(hdel[2:]) == {f"{delivered}/{settle}" for expiry, settle in pairs if expiry == delivered}
 
@@ -80,3 +84,17 @@ def test_each_expiry_field_holds_that_expiry_and_coin_with_its_series() -> None:
         assert [level["strike"] for level in detail["by_strike"]] == strikes
     summaries = orjson.loads(analytics.asset_json)["expiries"]
     assert all("by_strike" not in summary for summary in summaries)
+
+
+def test_a_feeds_first_analytics_replace_what_an_earlier_run_left_in_redis(redis_client: redis.Redis) -> None:
+    rows = btc_rows()
+    key = analytics_key("BTC")
+    redis_client.hset(key, mapping={"1JAN20/USDT": b"{}", "asset": b"{}"})  # a run before, an expiry since delivered
+    publisher = AnalyticsPublisher("BTC")
+    publication = publisher.due(rows, now=100.0, now_ms=NOW_MS)
+    assert publication is not None
+    execute_packed(redis_client, publication.commands)
+    stored = cast(dict[bytes, bytes], redis_client.hgetall(key))
+    assert b"1JAN20/USDT" not in stored
+    assert orjson.loads(stored[b"asset"])["now_ms"] == NOW_MS
+    assert {name.decode() for name in stored} == {"ts", "asset", *publication.fields}

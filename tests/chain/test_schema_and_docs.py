@@ -79,6 +79,8 @@ def test_it_serves_the_interactive_docs_from_its_own_static_files(client: Client
         "/api/expiries/SOL/",
         "/api/strikes/SOL/?expiry=2SEP26",
         "/api/summary/SOL/",
+        "/api/analytics/SOL/",
+        "/api/analytics/SOL/2SEP26/",
         "/api/stats/",
         "/api/health/",
         "/api/health/live/",

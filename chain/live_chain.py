@@ -23,6 +23,7 @@ from ingest.keys import (
     analytics_key,
     chain_key,
     chain_revision_key,
+    chosen_analytics_field,
     contracts_key,
     expiries_key,
     feed_status_key,
@@ -218,15 +219,9 @@ class StoredAnalytics:
 
 
 def view_analytics_field(view: ChainView, stored: Container[str]) -> str | None:
-    """The analytics field of the view's expiry (``ingest.keys.analytics_key``): its settle coin's; for both coins
-    USDT's when the expiry has USDT contracts (``stored`` has their field), else USDC's, as the API's chain table."""
+    """The analytics field of the view's expiry (``ingest.keys.chosen_analytics_field``); none for every expiry."""
     expiry = view["expiry"]
-    if expiry is None:
-        return None
-    if view["settle"] is not None:
-        return analytics_expiry_field(expiry, view["settle"])
-    usdt = analytics_expiry_field(expiry, "USDT")
-    return usdt if usdt in stored else analytics_expiry_field(expiry, "USDC")
+    return None if expiry is None else chosen_analytics_field(expiry, view["settle"], stored=stored)
 
 
 async def read_analytics(*, asset: str, view: ChainView) -> StoredAnalytics | None:

@@ -39,7 +39,7 @@ from chain.readers import (
     read_strikes,
 )
 from chain.rows import Row, RowView
-from ingest.keys import ANALYTICS_ASSET_FIELD, analytics_expiry_field
+from ingest.keys import ANALYTICS_ASSET_FIELD, analytics_expiry_field, chosen_analytics_field
 from ingest.status import FeedStatus
 from ingest.symbols import SettleCoin, SymbolError, parse_symbol
 from optionsite.handlers import queue_figures
@@ -268,9 +268,9 @@ def expiry_analytics_page(*, asset: str, expiry: str, settle: SettleCoin | None)
     stored = read_analytics(redis_connection(), asset=asset, fields=fields, expiry=expiry)
     if stored.delivery_ms is None:
         raise UnknownExpiry(asset, expiry)
-    if settle is None:
-        settle = "USDT" if fields[0] in stored.fields or fields[1] not in stored.fields else "USDC"
-    raw = stored.fields.get(analytics_expiry_field(expiry, settle))
+    field_name = chosen_analytics_field(expiry, settle, stored=stored.fields)
+    settle = "USDC" if field_name.endswith("/USDC") else "USDT"
+    raw = stored.fields.get(field_name)
     answer = _analytics_answer(stored, settle=settle, analytics=None if raw is None else orjson.loads(raw))
     return {"asset": asset, "expiry": expiry, **answer}
 

@@ -6,6 +6,8 @@ are upper-case base coins (``BTC``), expiries Bybit codes (``26DEC25``).
 
 from __future__ import annotations
 
+from collections.abc import Container
+
 from optionsite.redis_client import redis_key
 
 
@@ -55,6 +57,15 @@ ANALYTICS_TS_FIELD = "ts"
 
 def analytics_expiry_field(expiry: str, settle: str) -> str:
     return f"{expiry}/{settle}"
+
+
+def chosen_analytics_field(expiry: str, settle: str | None, *, stored: Container[str]) -> str:
+    """The field of ``expiry``'s analytics for ``settle``; for both coins (``None``), USDT's when ``stored`` holds
+    it, else USDC's: the settle coin the API's chain table defaults to."""
+    if settle is not None:
+        return analytics_expiry_field(expiry, settle)
+    usdt = analytics_expiry_field(expiry, "USDT")
+    return usdt if usdt in stored else analytics_expiry_field(expiry, "USDC")
 
 
 def feed_status_key(asset: str) -> str:

@@ -222,7 +222,9 @@ class Flusher:
         """Analytics, when due: after the rows are stored and announced, so that computing them (tens of ms once
         a second) never holds back a row (analytics.publisher)."""
         assert self.analytics is not None
-        publication = self.analytics.due(self._rows.values(), now=now, now_ms=now_ms())
+        publication = self.analytics.due(
+            self._rows.values(), now=now, now_ms=now_ms(), feed_behind=self.status.state == "stale"
+        )
         if publication is None:
             return
         execute_packed(self.client, publication.commands)

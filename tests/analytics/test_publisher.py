@@ -36,6 +36,13 @@ def test_it_publishes_at_once_then_at_most_once_an_interval_while_the_chain_chan
     assert publisher.due(rows, now=105.0, now_ms=NOW_MS) is None, "nothing changed since"
 
 
+def test_analytics_wait_while_the_feed_is_behind() -> None:
+    rows = btc_rows()
+    publisher = AnalyticsPublisher("BTC")
+    assert publisher.due(rows, now=100.0, now_ms=NOW_MS, feed_behind=True) is None
+    assert publisher.due(rows, now=100.1, now_ms=NOW_MS, feed_behind=False) is not None
+
+
 def test_analytics_that_were_not_stored_stay_due() -> None:
     rows = btc_rows()
     publisher = AnalyticsPublisher("BTC")

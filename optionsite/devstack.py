@@ -8,8 +8,9 @@ the ``admin``/``admin`` superuser it creates, in ``db-demo.sqlite3`` unless ``DA
 
 The feeds run in ``FEED_PROCESSES`` worker processes (one per core by default), each with
 an interpreter lock of its own; they place the feeds among themselves (ingest.supervision),
-and beat, started once they are ready, schedules the instrument refreshes. ``feeds`` starts
-only those processes, on the configured Redis (the Docker worker service runs it).
+and beat, started once they are ready, schedules the instrument refreshes and the history's snapshots, which the
+history worker (``history@<host>``, queue ``history``) runs. ``feeds`` starts only the feed processes, on the
+configured Redis (the Docker worker service runs it; Docker's history worker is a service of its own).
 
 Nothing here imports Django: the Redis URL has to be settled before settings are read.
 """
@@ -314,13 +315,23 @@ def web_services(*, host: str, port: int, processes: int, listener: socket.socke
     return [Service(f"web{number}", args, pass_fds=(fd,)) for number in range(1, processes + 1)]
 
 
+def history_worker_service() -> Service:
+    """The history worker ``history@<host>``: one solo-pool process taking only queue ``history`` (the snapshots
+    and the pruning, docs/history.md), so that their database writes never run in a feed process."""
+    args = [str(BIN_DIR / "celery"), "-A", "optionsite", "worker", "--pool", "solo", "--concurrency", "1"]
+    args += ["-Q", "history", "-n", "history@%h", "-l", "INFO"]
+    return Service("history", args, ready_line_ends=" ready.")
+
+
 def front_services() -> list[Service]:
-    """Beat: started once the feed processes are ready, with the web processes (``start_web_processes``)."""
+    """Beat and the history worker that runs its snapshots: started once the feed processes are ready, with the web
+    processes (``start_web_processes``)."""
     run_dir = BASE_DIR / ".run"
     run_dir.mkdir(exist_ok=True)
     celery = str(BIN_DIR / "celery")
     return [
         Service("beat", [celery, "-A", "optionsite", "beat", "-l", "INFO", "-s", str(run_dir / "celerybeat-schedule")]),
+        history_worker_service(),
     ]
 
 

@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "assets",
     "ingest",
     "chain",
+    "history",
 ]
 
 MIDDLEWARE = [
@@ -172,7 +173,13 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Feed tasks run for hours on the thread pool; a worker must not reserve feed tasks it
 # has no free thread for (another worker should take them).
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_ROUTES = {"ingest.run_feed": {"queue": "feeds"}}
+# History's tasks write to the database for seconds at a time: never on a feed process (which takes `celery`),
+# only on the history worker (optionsite/devstack.py, docker/compose.yaml).
+CELERY_TASK_ROUTES = {
+    "ingest.run_feed": {"queue": "feeds"},
+    "history.record_snapshots": {"queue": "history"},
+    "history.prune": {"queue": "history"},
+}
 # Every worker also consumes a queue of its own (<node name>.dq2): dispatch sends each feed to the
 # worker it chose for it (ingest/placement.py), not to whichever takes the shared queue first.
 CELERY_WORKER_DIRECT = True
@@ -210,6 +217,27 @@ CELERY_BEAT_SCHEDULE = {
     # Bybit delivers at 08:00 UTC and lists new expiries then: look just after.
     "refresh-after-delivery": {"task": "ingest.refresh_instruments", "schedule": crontab(minute="0,1,5", hour="8")},
 }
+
+# --- History (docs/history.md) ----------------------------------------------------------
+HISTORY_ENABLED = env_bool("HISTORY_ENABLED", True)
+# Seconds between snapshots; each snapshot's time is on this grid (history.recorder.snapshot_time).
+HISTORY_INTERVAL = env_int("HISTORY_INTERVAL", 60, minimum=1, maximum=86400)
+# Days kept, per kind (docs/history.md, "Retention"): for BTC, ETH and SOL on SQLite a day of per-contract rows is
+# ~0.76 GiB (a week ~5.3 GiB; a month, ~23 GiB, would not be "without worry" on a laptop), a day of per-expiry and
+# constant-maturity rows ~16 MiB (a month ~0.5 GiB, a month of IV rank).
+HISTORY_CONTRACT_RETENTION_DAYS = env_int("HISTORY_CONTRACT_RETENTION_DAYS", 7, minimum=1)
+HISTORY_EXPIRY_RETENTION_DAYS = env_int("HISTORY_EXPIRY_RETENTION_DAYS", 30, minimum=1)
+if HISTORY_ENABLED:
+    CELERY_BEAT_SCHEDULE |= {
+        # A snapshot that waited longer than an interval in the queue (the history worker down) is not taken late:
+        # the next one is on time.
+        "history-record": {
+            "task": "history.record_snapshots",
+            "schedule": float(HISTORY_INTERVAL),
+            "options": {"expires": float(HISTORY_INTERVAL)},
+        },
+        "history-prune": {"task": "history.prune", "schedule": 3600.0, "options": {"expires": 3600.0}},
+    }
 
 # --- HTTP -----------------------------------------------------------------------------
 # Reverse proxies in front of the web processes, each appending the address it saw to X-Forwarded-For. With 0 the

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,6 +24,7 @@ from optionsite.devstack import (
     ensured_redis,
     feed_services,
     free_port,
+    front_services,
     redis_answers,
     stack_env,
 )
@@ -65,6 +68,16 @@ def test_every_feed_process_takes_feeds_and_beats_tasks_under_a_name_of_its_own(
         assert args[args.index("--pool") + 1] == "threads"
         assert args[args.index("-Q") + 1] == "celery,feeds"
         assert args[args.index("-n") + 1] == f"feeds{number}@%h"
+
+
+def test_the_history_worker_alone_takes_the_history_queue_one_task_at_a_time() -> None:
+    """Its snapshots write to the database for seconds: in a process of its own, never a feed process's."""
+    history = next(service for service in front_services() if service.name == "history")
+    args = history.args
+    assert args[args.index("-Q") + 1] == "history"
+    assert args[args.index("-n") + 1] == "history@%h"
+    assert (args[args.index("--pool") + 1], args[args.index("--concurrency") + 1]) == ("solo", "1")
+    assert [service.name for service in front_services()] == ["beat", "history"]
 
 
 def test_it_refuses_a_bad_number_of_feed_processes_with_one_line() -> None:
@@ -126,10 +139,34 @@ def demo_env(tmp_path: Path, *, port: int, **changes: str) -> dict[str, str]:
     }
 
 
+def command_lines(processes: list[psutil.Process]) -> str:
+    """The command lines of ``processes``, leaving out any that ended meanwhile (a ``manage.py`` step exits and is a
+    zombie until the launcher reaps it: asking its command line then raised ``ZombieProcess``)."""
+    lines = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):  # ZombieProcess is one
+            lines.append(" ".join(process.cmdline()))
+    return " ".join(lines)
+
+
+def recorded_assets(database: Path, *, within: float) -> set[str]:
+    """The assets that have per-contract and per-expiry history in ``database``, once every seeded one has or
+    ``within`` seconds have passed."""
+    deadline = time.monotonic() + within
+    while True:
+        with contextlib.closing(sqlite3.connect(database, timeout=5)) as db:
+            contracts = {row[0] for row in db.execute("SELECT DISTINCT asset FROM history_contractsnapshot")}
+            expiries = {row[0] for row in db.execute("SELECT DISTINCT asset FROM history_expirysnapshot")}
+        if contracts & expiries >= {"BTC", "ETH", "SOL"} or time.monotonic() > deadline:
+            return contracts & expiries
+        time.sleep(1)
+
+
 @pytest.mark.slow
 def test_the_demo_serves_live_data_admin_and_api_then_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
-    env = demo_env(tmp_path, port=port, FEED_PROCESSES="2")
+    # Snapshots every 5 s instead of 60: the history worker records the live chain within the test.
+    env = demo_env(tmp_path, port=port, FEED_PROCESSES="2", HISTORY_INTERVAL="5")
     env.pop("DJANGO_SECRET_KEY", None)
     stack = subprocess.Popen(
         [sys.executable, "-m", "optionsite.devstack", "demo"],
@@ -154,9 +191,18 @@ def test_the_demo_serves_live_data_admin_and_api_then_stops_everything_on_ctrl_c
         assert status == 200, "the stack did not answer /api/health/ with 200 within 60 s"
         assert get(f"http://127.0.0.1:{port}/admin/login/")[0] == 200
         assert get(f"http://127.0.0.1:{port}/api/")[0] == 200
-        names = " ".join(" ".join(child.cmdline()) for child in psutil.Process(stack.pid).children(recursive=True))
-        for expected in ("redis-server", "bybit_simulator", "feeds1@", "feeds2@", "beat", "optionsite.webserver"):
+        names = command_lines(psutil.Process(stack.pid).children(recursive=True))
+        for expected in (
+            "redis-server",
+            "bybit_simulator",
+            "feeds1@",
+            "feeds2@",
+            "beat",
+            "history@",
+            "optionsite.webserver",
+        ):
             assert expected in names
+        assert recorded_assets(tmp_path / "db.sqlite3", within=40) == {"BTC", "ETH", "SOL"}
         children = psutil.Process(stack.pid).children(recursive=True)
     finally:
         stack.send_signal(signal.SIGINT)
@@ -178,13 +224,13 @@ def test_no_process_outlives_a_launcher_killed_with_sigkill(tmp_path: Path) -> N
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
-    wanted = ("redis-server", "bybit_simulator", "feeds1@", "beat", "optionsite.webserver")
+    wanted = ("redis-server", "bybit_simulator", "feeds1@", "beat", "history@", "optionsite.webserver")
     children: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             children = psutil.Process(launcher.pid).children(recursive=True)
-            names = " ".join(" ".join(child.cmdline()) for child in children)
+            names = command_lines(children)
             if all(name in names for name in wanted):
                 break
             time.sleep(0.5)

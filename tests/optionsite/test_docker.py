@@ -21,7 +21,7 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 COMPOSE = BASE_DIR / "docker" / "compose.yaml"
 # What compose refuses to start without; the passwords go into URLs, hence hex.
 REQUIRED = ("DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD")
-APP_SERVICES = ("web", "worker", "beat")
+APP_SERVICES = ("web", "worker", "beat", "history")
 
 # Skipped on a machine without docker-compose, except in CI (CI=true), where it must run.
 needs_docker_compose = pytest.mark.skipif(
@@ -187,9 +187,18 @@ def test_the_app_reaches_a_redis_that_wants_a_password_through_the_url_compose_g
 
 def test_every_long_running_service_has_a_healthcheck() -> None:
     services = yaml.safe_load(COMPOSE.read_text())["services"]
-    assert {"redis", "postgres", "web", "worker", "beat"} <= set(services)
+    assert {"redis", "postgres", "web", "worker", "beat", "history"} <= set(services)
     for name, service in services.items():
         assert "healthcheck" in service, name
+
+
+def test_the_history_worker_takes_only_the_history_queue_and_no_feed_process_takes_it() -> None:
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    command = services["history"]["command"]
+    assert command[command.index("-Q") + 1] == "history"
+    assert command[command.index("-n") + 1] == "history@%h"
+    assert "history@$$HOSTNAME" in services["history"]["healthcheck"]["test"][1]
+    assert services["worker"]["command"] == ["python", "-m", "optionsite.devstack", "feeds"]
 
 
 def test_the_webs_healthcheck_asks_only_whether_it_serves() -> None:

@@ -9,7 +9,7 @@ from operator import itemgetter
 from typing import Any
 
 from chain.rows import Row
-from ingest.normalize import QUOTE_FIELDS
+from ingest.normalize import MEASURE_FIELDS, QUOTE_FIELDS
 from ingest.symbols import OptionType, SettleCoin
 
 SECONDS_PER_YEAR = 365 * 24 * 3600
@@ -21,8 +21,8 @@ ORDERING_FIELDS: dict[str, str] = {
     "strike": "strike",
     "type": "type",
     "settle": "settle",
-    # Every quote field sorts by itself, but the delivery price (null but for half an hour a day).
-    **{name: name for name in (*QUOTE_FIELDS, "ts") if name != "predicted_delivery_price"},
+    # Every quote field and measure sorts by itself, but the delivery price (null but for half an hour a day).
+    **{name: name for name in (*QUOTE_FIELDS, "ts", *MEASURE_FIELDS) if name != "predicted_delivery_price"},
 }
 DEFAULT_ORDERING: tuple[tuple[str, bool], ...] = (
     ("expiry", False),

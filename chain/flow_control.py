@@ -18,7 +18,7 @@ from chain.messages import BadMessage
 MAX_UNACKED_MESSAGES = 8
 # And, whatever it acknowledges, a connection may have this many bytes waiting in the server's write buffer
 # (sent by the consumer, not yet taken by the socket) before it gets nothing more; one message goes whenever the
-# buffer is below this, however large the message. A whole chain of 1,500 contracts is ~1.2 MB of JSON (~770
+# buffer is below this, however large the message. A whole chain of 1,500 contracts is ~1.4 MB of JSON (~930
 # bytes a row), so a client whose link carries the stream is not cut off by one snapshot; what a client that
 # stops reading can make the server hold is this plus one message (docs/websocket.md, "Falling behind").
 MAX_BUFFERED_BYTES = 2 * 1024 * 1024

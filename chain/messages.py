@@ -26,7 +26,7 @@ CLOSE_DISABLED_ASSET = 4403
 # A client message is a few dozen bytes; anything much larger is a mistake or an attack.
 MAX_CLIENT_MESSAGE_CHARS = 4096
 
-# Rows in one frame (a row is 0.7-0.9 kB of JSON): daphne refuses to send a WebSocket message over 1 MiB
+# Rows in one frame (a row is 0.85-0.95 kB of JSON): daphne refuses to send a WebSocket message over 1 MiB
 # (its --websocket_max_message_size), and a whole chain can be larger than that, so longer lists of rows
 # go out in several frames.
 MAX_ROWS_PER_FRAME = 500

@@ -31,7 +31,7 @@ from optionsite.clock import now_ms
 # Most requests find the chain as the previous one left it (the ingest writes every 250 ms),
 # so no work done on a chain is done twice: each process keeps, per asset, the last chain
 # it decoded, with the revision it was read at (``ingest.keys.chain_revision_key``). While
-# the revision stays, the chain is not even read again (578 KiB for BTC's). A row whose
+# the revision stays, the chain is not even read again (~700 KiB for BTC's). A row whose
 # stored JSON did not change is not decoded again, and an unchanged chain is the same
 # ``DecodedChain`` object, with the filtered and ordered views already computed on it.
 # Rows and views are shared between requests: never mutated.

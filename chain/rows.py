@@ -38,7 +38,7 @@ class RowView:
         return len(self.rows)
 
     def json(self) -> bytes:
-        """The rows as a JSON array: the stored JSON of each, joined once (578 KiB for the full BTC chain)."""
+        """The rows as a JSON array: the stored JSON of each, joined once (~700 KiB for the full BTC chain)."""
         if self._json is None:
             stored = self.stored_json
             self._json = b"[" + b",".join([stored[row["symbol"]] for row in self.rows]) + b"]"

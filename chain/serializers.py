@@ -215,6 +215,21 @@ class OptionRowSerializer(serializers.Serializer):
     predicted_delivery_price = _number("Set by Bybit only in the 30 minutes before delivery.")
     ts = serializers.IntegerField(allow_null=True, help_text="Exchange timestamp of the quote, epoch ms.")
     received_ts = serializers.IntegerField(allow_null=True, help_text="When the ingest received it, epoch ms.")
+    # The contract's own measures, from this row alone (analytics.contracts; docs/analytics.md, "Per contract").
+    moneyness = _number("K/F: the strike over underlying_price. Null when underlying_price is null or not positive.")
+    log_moneyness = _number("ln(K/F). Null when moneyness is.")
+    itm_probability = _number(
+        "The risk-neutral chance of finishing in the money, a fraction: N(d2) for a call, N(-d2) for a put "
+        "(Black-76, zero rate, from mark_iv, underlying_price and T = (delivery_ms - ts) / (365 * 86,400,000)). "
+        "Null when moneyness is, when mark_iv is null or not positive, or when ts is null or not before delivery_ms."
+    )
+    spread = _number(
+        "ask_price - bid_price, in the quote currency; negative for a crossed book. Null when either side is null."
+    )
+    iv_spread = _number(
+        "ask_iv - bid_iv, a fraction like the IVs (0.02 is 2 vol points); negative for a crossed book. "
+        "Null when either side is null."
+    )
 
 
 class OptionsPageSerializer(serializers.Serializer):

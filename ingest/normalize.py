@@ -17,7 +17,10 @@ Conventions (docs/redis.md, docs/api.md):
   e.g. ``predictedDeliveryPrice``); one that is present but not a finite number (``null``
   included) keeps its previous value too, and is in ``kept``: garbage never overwrites a
   good value;
-* a snapshot of which nothing can be applied is rejected (``BadTicker``), ``ts`` included.
+* a snapshot of which nothing can be applied is rejected (``BadTicker``), ``ts`` included;
+* the contract's own measures (``MEASURE_FIELDS``: moneyness, chance of finishing in the money,
+  spreads) are worked out again on every row a snapshot changes, from that row alone
+  (``analytics.contracts``); a listed contract's row has them ``None`` until its first ticker.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import functools
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, NamedTuple, TypedDict
 
+from analytics.contracts import set_contract_measures
 from ingest.symbols import OptionContract, format_strike
 
 BID_FIELDS = ("bid_price", "bid_size", "bid_iv")
@@ -53,8 +57,10 @@ _SINGLE_FIELDS = (
 )
 # The numbers a ticker carries, in row order.
 QUOTE_FIELDS = (*BID_FIELDS, *ASK_FIELDS, *_SINGLE_FIELDS)
+# Worked out from the row (analytics.contracts), after the fields Bybit sends: a CSV's columns keep their places.
+MEASURE_FIELDS = ("moneyness", "log_moneyness", "itm_probability", "spread", "iv_spread")
 # What a ticker can change in a row, in row order; the rest is the contract's identity.
-TICKER_FIELDS = (*BID_FIELDS, *ASK_FIELDS, "crossed", *_SINGLE_FIELDS, "ts", "received_ts")
+TICKER_FIELDS = (*BID_FIELDS, *ASK_FIELDS, "crossed", *_SINGLE_FIELDS, "ts", "received_ts", *MEASURE_FIELDS)
 
 # Bybit's names on the WebSocket (tickers.{symbol}) and on REST (/v5/market/tickers).
 _COMMON_NAMES = {
@@ -140,6 +146,11 @@ class ContractRow(TypedDict):
     predicted_delivery_price: float | None
     ts: int | None
     received_ts: int | None
+    moneyness: float | None
+    log_moneyness: float | None
+    itm_probability: float | None
+    spread: float | None
+    iv_spread: float | None
 
 
 class BadTicker(ValueError):
@@ -154,7 +165,7 @@ class AppliedSnapshot(NamedTuple):
 
 
 def static_row(contract: OptionContract) -> ContractRow:
-    """The row of a listed contract before any ticker arrived: every quote field ``None``."""
+    """The row of a listed contract before any ticker arrived: every quote field and measure ``None``."""
     row: dict[str, Any] = {
         "symbol": contract.symbol,
         "asset": contract.base,
@@ -252,6 +263,7 @@ def apply_snapshot(
     updated["crossed"] = bid is not None and ask is not None and bid > ask
     updated["ts"] = ts
     updated["received_ts"] = received_ts
+    set_contract_measures(updated)
     return AppliedSnapshot(updated, tuple(kept))  # type: ignore[arg-type]
 
 

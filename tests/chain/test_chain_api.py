@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter, defaultdict
 
@@ -55,6 +56,38 @@ def test_it_puts_the_call_and_the_put_of_each_strike_side_by_side(client: Client
     assert body["atm_strike"] == atm_strike(strikes, body["forward"])
     assert body["index_price"] == 110000.0
     assert body["feed"]["state"] == "live"
+
+
+def test_each_contract_carries_its_moneyness_chance_in_the_money_and_spreads(
+    client: Client, btc_chain: list[ContractRow]
+) -> None:
+    expiry = both_settles_expiry(btc_chain)
+    response = client.get("/api/chain/BTC/", {"expiry": expiry, "settle": "USDT"})
+    assert b"NaN" not in response.content
+    assert b"Infinity" not in response.content
+    pairs = response.json()["data"]
+    one_sided = 0
+    for pair in pairs:
+        call, put = pair["call"], pair["put"]
+        for row in (call, put):
+            assert row["moneyness"] == pytest.approx(row["strike"] / row["underlying_price"], rel=1e-15)
+            assert row["log_moneyness"] == pytest.approx(math.log(row["moneyness"]), rel=1e-12, abs=1e-15)
+            assert 0.0 <= row["itm_probability"] <= 1.0
+            if row["bid_price"] is None or row["ask_price"] is None:
+                one_sided += 1
+                assert row["spread"] is None
+            else:
+                assert row["spread"] == pytest.approx(row["ask_price"] - row["bid_price"])
+                assert row["iv_spread"] == pytest.approx(row["ask_iv"] - row["bid_iv"])
+                assert 0 < row["iv_spread"] < 0.1, "a fraction: vol points / 100"
+        # A call and a put of one strike, one forward and one IV: certain to finish in the money between them
+        # (their rows' ts differ by up to 3 s, which moves N(d2) by far less than this).
+        assert call["itm_probability"] + put["itm_probability"] == pytest.approx(1.0, abs=1e-6)
+    assert one_sided > 0, "the market has contracts nobody bids"
+    # Ordered by the moneyness of each contract, the calls of an expiry are in strike order.
+    calls = client.get("/api/options/BTC/", {"expiry": expiry, "type": "call", "ordering": "moneyness"}).json()
+    strikes = [row["strike"] for row in calls["data"] if row["settle"] == "USDT"]
+    assert strikes == sorted(strikes)
 
 
 def test_it_shows_the_nearest_expiry_in_usdt_when_not_told(client: Client, btc_chain: list[ContractRow]) -> None:

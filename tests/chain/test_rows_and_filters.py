@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from chain.filters import ORDERING_FIELDS, atm_strike, atm_window, order_rows, parse_ordering
 from chain.rows import ROW_FIELDS, RowView
 from chain.serializers import parse_expiry
-from ingest.normalize import QUOTE_FIELDS
+from ingest.normalize import MEASURE_FIELDS, QUOTE_FIELDS
 from ingest.symbols import format_expiry_code
 
 maybe_number = st.one_of(st.none(), st.floats(min_value=-1e9, max_value=1e9, allow_nan=False))
@@ -41,6 +41,8 @@ def rows(draw: st.DrawFn) -> dict[str, Any]:
         row[field] = draw(maybe_number)
     row["ts"] = draw(st.one_of(st.none(), st.integers(min_value=1_600_000_000_000, max_value=1_900_000_000_000)))
     row["received_ts"] = row["ts"]
+    for field in MEASURE_FIELDS:
+        row[field] = draw(maybe_number)
     return row
 
 

@@ -8,6 +8,8 @@ import pytest
 import yaml
 from django.test import Client
 
+from chain.rows import ROW_FIELDS
+
 pytestmark = pytest.mark.django_db
 
 ROUTES = [
@@ -49,9 +51,13 @@ def test_it_describes_every_route_once_in_openapi_3(client: Client) -> None:
         "format",
     }
     assert set(options["responses"]) == {"200", "400", "404", "409", "429", "503"}
-    mark_iv = schema["components"]["schemas"]["OptionRow"]["properties"]["mark_iv"]
+    row = schema["components"]["schemas"]["OptionRow"]["properties"]
+    assert tuple(row) == ROW_FIELDS, "every field of a row, in row order"
+    mark_iv = row["mark_iv"]
     assert mark_iv["nullable"] is True
     assert "0.4896 is 48.96 %" in mark_iv["description"]
+    assert row["itm_probability"]["nullable"] is True
+    assert "N(d2) for a call" in row["itm_probability"]["description"]
     # The analytics are described field by field, from the TypedDicts the feed builds them with.
     expiry_analytics = schema["components"]["schemas"]["ExpiryAnalyticsPage"]["properties"]["analytics"]
     assert {"atm_iv", "rr_25d", "max_pain", "gamma_flip", "by_strike", "missing"} <= set(expiry_analytics["properties"])

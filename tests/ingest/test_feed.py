@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -14,6 +16,7 @@ import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from analytics.contracts import set_contract_measures
 from ingest.feed import AssetFeed, FeedSettings, StopReason
 from ingest.keys import (
     analytics_key,
@@ -24,7 +27,7 @@ from ingest.keys import (
     expiries_key,
     feed_status_key,
 )
-from ingest.normalize import ContractRow
+from ingest.normalize import MEASURE_FIELDS, ContractRow
 from ingest.simulator import RunningSimulator
 from ingest.status import FeedStatus, read_feed_status
 from ingest.store import purge_asset
@@ -137,6 +140,35 @@ def test_it_writes_no_contract_hashes_unless_asked(start_simulator, start_feed, 
     feed = start_feed(simulator, asset="SOL")
     poll(lambda: len([r for r in feed.chain().values() if r["ts"]]) == len(symbols), timeout=15)
     assert not any(redis_client.exists(contract_key(symbol)) for symbol in symbols)
+
+
+def test_each_row_it_stores_carries_the_contracts_own_measures_of_that_row(start_simulator, start_feed) -> None:
+    # Started now: the simulator lists by its own clock but stamps frames with the real one, so a contract
+    # delivered by the tests' fixed start would be delivered as of its rows' ts too (no chance in the money).
+    simulator = start_simulator(assets=("SOL",), start=datetime.now(UTC).replace(microsecond=0))
+    symbols = simulator.live_symbols("SOL")
+    feed = start_feed(simulator, asset="SOL", contract_hashes=True)
+    poll(lambda: len([r for r in feed.chain().values() if r["ts"]]) == len(symbols), timeout=15)
+
+    chain = feed.chain()
+    for row in chain.values():
+        assert row["moneyness"] == row["strike"] / row["underlying_price"]
+        assert row["log_moneyness"] == math.log(row["moneyness"])
+        assert 0.0 <= row["itm_probability"] <= 1.0
+        book = row["bid_price"] is not None and row["ask_price"] is not None
+        assert row["spread"] == (row["ask_price"] - row["bid_price"] if book else None)
+        assert row["iv_spread"] == (row["ask_iv"] - row["bid_iv"] if book else None)
+        # Worked out from the row as stored: its own forward, IV and time.
+        measured = dict(row)
+        set_contract_measures(measured)
+        assert measured == row
+    assert any(row["spread"] is not None for row in chain.values())
+    # The contract hashes copy them, as text like every number.
+    symbol = symbols[0]
+    poll(lambda: feed.client.hget(contract_key(symbol), "ts") == str(feed.chain()[symbol]["ts"]).encode(), timeout=5)
+    stored, row = feed.client.hgetall(contract_key(symbol)), feed.chain()[symbol]
+    for name in MEASURE_FIELDS:
+        assert stored[name.encode()] == ("" if row[name] is None else str(row[name])).encode(), name
 
 
 def test_its_values_match_the_exchanges_rest_tickers(start_simulator, start_feed, pybit_http) -> None:

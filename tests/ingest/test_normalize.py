@@ -1,8 +1,14 @@
+import math
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from analytics.contracts import MS_PER_YEAR, set_contract_measures
+from analytics.measures import black76_delta, norm_cdf
 from ingest.normalize import (
+    MEASURE_FIELDS,
     QUOTE_FIELDS,
     REST_NAMES,
     WS_NAMES,
@@ -65,6 +71,12 @@ def without(data: dict[str, str], *names: str) -> dict[str, str]:
     return {name: value for name, value in data.items() if name not in names}
 
 
+def with_measures(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with its measures worked out again (they move with ``ts``)."""
+    set_contract_measures(row)
+    return row
+
+
 def test_it_reads_every_field_of_bybits_sample(row) -> None:
     applied = apply_ticker(row, DOCS_SAMPLE, ts=1672917511074, received_ts=1672917511080)
     assert applied["ask_price"] == 10.0
@@ -104,7 +116,7 @@ def test_it_keeps_the_previous_value_of_what_is_not_a_number(row, bad, kept) -> 
     good = apply_ticker(row, QUOTED, ts=1, received_ts=1)
     applied = apply_snapshot(good, {**QUOTED, **bad, "lastPrice": "11"}, ts=2, received_ts=2)
     assert applied.kept == (kept,)
-    assert applied.row == {**good, "last_price": 11.0, "ts": 2, "received_ts": 2}
+    assert applied.row == with_measures({**good, "last_price": 11.0, "ts": 2, "received_ts": 2})
 
 
 def test_it_rejects_a_snapshot_for_another_contract(row) -> None:
@@ -221,3 +233,50 @@ def test_it_writes_the_crossed_flag_as_1_or_0_in_a_contract_hash(row) -> None:
     assert arguments == ["crossed", "1", "bid_price", "", "ask_price", "392.3"]
     arguments = contract_hash_arguments(row.items())
     assert arguments[arguments.index("crossed") + 1] == "0"
+
+
+def test_it_works_out_the_contracts_own_measures_on_the_row_a_ticker_makes(row) -> None:
+    ts = 1672917511074  # the sample's, 20.7 hours before its delivery
+    applied = apply_ticker(row, QUOTED, ts=ts, received_ts=ts + 6)
+    forward, strike, vol = 16815.1, 17500.0, 0.4896
+    years = (applied["delivery_ms"] - ts) / MS_PER_YEAR
+    assert applied["moneyness"] == pytest.approx(strike / forward, rel=1e-15)
+    assert applied["log_moneyness"] == pytest.approx(math.log(strike / forward), rel=1e-15)
+    total_vol = vol * math.sqrt(years)
+    d2 = (math.log(forward / strike) - total_vol**2 / 2) / total_vol
+    itm_probability = applied["itm_probability"]
+    assert itm_probability == pytest.approx(norm_cdf(d2), rel=1e-12)
+    # The same T and model give Bybit's own delta (0.047831) to 3e-5, and N(d2) sits just below N(d1).
+    delta = black76_delta(forward=forward, strike=strike, years=years, vol=vol, option_type="call")
+    assert delta == pytest.approx(0.047831, abs=5e-5)
+    assert itm_probability is not None
+    assert 0.04 < itm_probability < delta
+    assert applied["spread"] == 10.0 - 5.0
+    assert applied["iv_spread"] == pytest.approx(0.514 - 0.45)
+
+
+def test_a_listed_contract_has_no_measures_until_its_first_ticker_and_no_spread_without_both_sides(row) -> None:
+    assert all(row[name] is None for name in MEASURE_FIELDS)
+    one_sided = apply_ticker(row, DOCS_SAMPLE, ts=1672917511074, received_ts=1672917511080)  # nobody bids
+    assert (one_sided["spread"], one_sided["iv_spread"]) == (None, None)
+    assert one_sided["moneyness"] is not None
+    assert one_sided["itm_probability"] is not None
+    delivered = apply_ticker(one_sided, DOCS_SAMPLE, ts=one_sided["delivery_ms"], received_ts=one_sided["delivery_ms"])
+    assert delivered["itm_probability"] is None
+    assert delivered["moneyness"] == one_sided["moneyness"]
+
+
+_ANY_TEXT = st.one_of(_TEXTS, st.floats().map(repr), st.sampled_from(["1e308", "-1e308", "5e-324", "1e-300"]))
+
+
+@given(st.lists(st.dictionaries(st.sampled_from(sorted(WS_NAMES.values())), _ANY_TEXT), min_size=1, max_size=4))
+def test_any_snapshots_give_measures_that_are_finite_or_null_and_of_the_row_alone(snapshots) -> None:
+    current = static_row(parse_symbol("BTC-6JAN23-17500-P"))
+    for ts, data in enumerate(snapshots, start=1672917511074):
+        try:
+            current = apply_ticker(current, data, ts=ts, received_ts=ts)
+        except BadTicker:
+            continue
+        measures = [current[name] for name in MEASURE_FIELDS]  # type: ignore[literal-required]
+        assert all(value is None or (type(value) is float and math.isfinite(value)) for value in measures)
+        assert with_measures(dict(current)) == current

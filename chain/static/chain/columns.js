@@ -19,6 +19,11 @@ export const QUOTE_FIELDS = [
   { field: "vega", label: "Vega", short: "Vega", format: format.sig },
   { field: "open_interest", label: "Open interest", short: "OI", format: format.amount },
   { field: "volume_24h", label: "Volume 24h", short: "Vol 24h", format: format.amount },
+  // The contract's own measures, worked out by the ingest from its row (docs/analytics.md, "Per contract").
+  { field: "moneyness", label: "Moneyness K/F", short: "K/F", format: format.moneyness },
+  { field: "itm_probability", label: "P(ITM), risk-neutral", short: "P(ITM)", format: format.percent },
+  { field: "spread", label: "Spread (ask − bid)", short: "Spread", format: format.price },
+  { field: "iv_spread", label: "IV spread, vol points", short: "IV spr", format: format.iv },
 ];
 export const CORE_COUNT = 8; // bid size … ask size
 export const BY_FIELD = new Map(QUOTE_FIELDS.map((column) => [column.field, column]));
@@ -33,12 +38,23 @@ export const IDENTITY_FIELDS = [
 ];
 
 const STORAGE_KEY = "optionsite.chain.columns";
-const DEFAULT_HIDDEN = ["last_price", "gamma", "theta", "vega", "volume_24h"];
+// Hidden unless chosen: with them the chain would not fit beside the smile at 1600 px.
+const DEFAULT_HIDDEN = ["last_price", "gamma", "theta", "vega", "volume_24h", "moneyness", "itm_probability", "spread", "iv_spread"];
+// A choice saved as a bare list of hidden columns was made before these were offered.
+const OFFERED_SINCE_THE_LIST = new Set(["moneyness", "itm_probability", "spread", "iv_spread"]);
 
+// The user's choice, with every column it was not made among (added since) at its default.
 export function loadHidden() {
   try {
-    const stored = JSON.parse(localStorage.getItem(STORAGE_KEY));
-    if (Array.isArray(stored)) return new Set(stored.filter((field) => BY_FIELD.has(field)));
+    let stored = JSON.parse(localStorage.getItem(STORAGE_KEY));
+    if (Array.isArray(stored)) {
+      stored = { hidden: stored, offered: QUOTE_FIELDS.map(({ field }) => field).filter((field) => !OFFERED_SINCE_THE_LIST.has(field)) };
+    }
+    if (stored && Array.isArray(stored.hidden) && Array.isArray(stored.offered)) {
+      const hidden = new Set(stored.hidden.filter((field) => BY_FIELD.has(field)));
+      for (const field of DEFAULT_HIDDEN) if (!stored.offered.includes(field)) hidden.add(field);
+      return hidden;
+    }
   } catch {
     // A corrupt or unavailable storage: the defaults.
   }
@@ -47,7 +63,7 @@ export function loadHidden() {
 
 export function saveHidden(hidden) {
   try {
-    localStorage.setItem(STORAGE_KEY, JSON.stringify([...hidden]));
+    localStorage.setItem(STORAGE_KEY, JSON.stringify({ hidden: [...hidden], offered: QUOTE_FIELDS.map(({ field }) => field) }));
   } catch {
     // Private mode: the choice lasts for the page only.
   }

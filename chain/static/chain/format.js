@@ -75,6 +75,11 @@ export function volPoints(value) {
   return value == null ? EMPTY : signed(2).format(value * 100);
 }
 
+// K/F with the digits that tell neighbouring strikes apart: 0.947, 1.000, 1.053.
+export function moneyness(value) {
+  return value == null ? EMPTY : fixed(3).format(value);
+}
+
 export function ratio(value) {
   return value == null ? EMPTY : fixed(2).format(value);
 }

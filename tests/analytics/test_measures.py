@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
+from statistics import NormalDist
 from typing import Any, cast
 
 import orjson
@@ -133,6 +134,12 @@ def contract_row(
         "predicted_delivery_price": None,
         "ts": NOW_MS - 1000,
         "received_ts": NOW_MS - 990,
+        # The ingest's own per-contract measures (analytics.contracts): analytics.measures does not read them.
+        "moneyness": None,
+        "log_moneyness": None,
+        "itm_probability": None,
+        "spread": None,
+        "iv_spread": None,
     }
 
 
@@ -421,6 +428,58 @@ def test_it_never_extrapolates_a_delta_the_chain_does_not_reach() -> None:
     assert summary["rr_25d"] is None
     assert summary["missing"]["rr_25d"].startswith("no call 25d iv: no 25-delta call")
     assert summary["bf_25d"] is None
+
+
+def test_it_reads_the_25_and_10_delta_strikes_where_black76_puts_them_on_a_flat_smile() -> None:
+    # A flat smile: a call of forward delta N(d1) = D sits at K = F·exp(-v·N⁻¹(D) + v²/2), v = vol·√T, and a
+    # put of delta -D where N(d1) = 1 - D. Those strikes are listed, so the one read is theirs (to rounding).
+    vol, days = 0.6, 30.0
+    total_vol = vol * math.sqrt(days / 365)
+    inverse = NormalDist().inv_cdf
+    placed = {
+        f"{option_type}_{label}_strike": FORWARD * math.exp(-total_vol * inverse(n_d1) + total_vol**2 / 2)
+        for target, label in ((0.25, "25d"), (0.10, "10d"))
+        for option_type, n_d1 in (("call", target), ("put", 1 - target))
+    }
+    strikes = sorted({*grid(40_000, 200_000, 5_000), *placed.values()})
+    summary = as_dict(only_expiry(priced_chain(strikes=strikes, vol=quadratic_smile(vol), days=days)))
+    for name, strike in placed.items():
+        assert summary[name] == pytest.approx(strike, rel=1e-9), name
+        assert summary[name.replace("_strike", "_iv")] == pytest.approx(vol, abs=1e-12)
+    assert summary["put_10d_strike"] < summary["put_25d_strike"] < FORWARD
+    assert FORWARD < summary["call_25d_strike"] < summary["call_10d_strike"]
+    assert not {name for name in summary["missing"] if name.endswith("_strike")}
+
+
+def test_it_reads_the_strike_at_a_delta_with_the_same_contracts_and_weights_as_the_iv() -> None:
+    smile = quadratic_smile(0.55, -0.25, 0.6)
+    strikes = grid(60_000, 150_000, 2_500)
+    summary = as_dict(only_expiry(priced_chain(strikes=strikes, vol=smile, days=30.0)))
+    for option_type, label in (("call", "25d"), ("put", "25d"), ("call", "10d"), ("put", "10d")):
+        iv, strike = summary[f"{option_type}_{label}_iv"], summary[f"{option_type}_{label}_strike"]
+        # The two listed strikes either side, and the share of the way between them at which both were read.
+        below = max(listed for listed in strikes if listed <= strike)
+        above = min(listed for listed in strikes if listed >= strike)
+        assert below < strike < above, (option_type, label)
+        vol_below, vol_above = (smile(math.log(listed / FORWARD)) for listed in (below, above))
+        share = (strike - below) / (above - below)
+        assert iv == pytest.approx(vol_below + (vol_above - vol_below) * share, abs=1e-12), (option_type, label)
+
+
+def test_it_has_no_strike_at_a_delta_the_chain_does_not_reach_and_gives_the_ivs_reason() -> None:
+    summary = only_expiry(priced_chain(strikes=grid(97_000, 103_000, 1_000), vol=quadratic_smile(0.6), days=300))
+    assert summary["call_25d_strike"] is None
+    assert summary["missing"]["call_25d_strike"] == summary["missing"]["call_25d_iv"]
+    assert summary["missing"]["call_25d_strike"].startswith("no 25-delta call in the chain")
+    delivered = only_expiry(
+        [
+            {**row, "delivery_ms": NOW_MS - 1}
+            for row in priced_chain(strikes=grid(90_000, 110_000, 5_000), vol=quadratic_smile(0.5))
+        ]
+    )
+    for name in ("call_25d_strike", "put_25d_strike", "call_10d_strike", "put_10d_strike"):
+        assert as_dict(delivered)[name] is None
+        assert "delivered" in delivered["missing"][name]
 
 
 # --- Expected move ---------------------------------------------------------------------------------------------
@@ -1008,3 +1067,21 @@ def test_it_interpolates_a_delta_between_the_two_contracts_that_bracket_it(
         else:
             (_, vol_a), (_, vol_b) = pairs[0]
             assert min(vol_a, vol_b) - 1e-12 <= value <= max(vol_a, vol_b) + 1e-12
+
+
+@settings(deadline=None)
+@given(odd_chains())
+def test_it_has_a_strike_at_a_delta_exactly_when_it_has_the_iv_there(rows: list[ContractRow]) -> None:
+    for summary in asset_analytics(rows=rows, now_ms=NOW_MS)["expiries"]:
+        figures = as_dict(summary)
+        listed = [
+            row["strike"] for row in rows if (row["expiry"], row["settle"]) == (summary["expiry"], summary["settle"])
+        ]
+        for name in ("call_25d", "put_25d", "call_10d", "put_10d"):
+            iv, strike = figures[f"{name}_iv"], figures[f"{name}_strike"]
+            if iv is None:
+                assert strike is None
+                assert summary["missing"][f"{name}_strike"] == summary["missing"][f"{name}_iv"]
+            else:
+                assert strike is not None
+                assert min(listed) <= strike <= max(listed)

@@ -60,6 +60,11 @@ async def test_the_api_the_websocket_and_redis_carry_the_same_analytics(
     assert frame["expiry"] == expiry_in_redis
     assert frame["ts"] == in_redis["now_ms"]
     assert expiry_in_redis["atm_iv"] is not None, expiry_in_redis["missing"]
+    # Where the 25- and 10-delta IVs were read, for the smile on the strike axis: null exactly when the IV is.
+    for name in ("call_25d", "put_25d", "call_10d", "put_10d"):
+        assert (expiry_in_redis[f"{name}_strike"] is None) == (expiry_in_redis[f"{name}_iv"] is None), name
+        if expiry_in_redis[f"{name}_strike"] is None:
+            assert expiry_in_redis["missing"][f"{name}_strike"] == expiry_in_redis["missing"][f"{name}_iv"]
 
     whole = await api("/api/analytics/BTC/")
     assert whole["analytics"] == in_redis

@@ -1,5 +1,6 @@
 // The options chain page: state, controls and the live connection. Rows live in one Map (symbol →
 // row); frames update it, and once per animation frame the changed contracts' cells are repainted.
+import { AnalyticsView } from "./analytics_view.js";
 import { applyHidden, buildMenu, IDENTITY_FIELDS, loadHidden, QUOTE_FIELDS, saveHidden } from "./columns.js";
 import { Flasher } from "./cells.js";
 import { FlatTable } from "./flat.js";
@@ -16,8 +17,10 @@ const params = new URLSearchParams(location.search);
 // this, or a lag p99 past it, is not "live".
 const STALE_AFTER_MS = config.stale_after_ms;
 
+const MODES = ["chain", "flat", "analytics"];
+
 const state = {
-  mode: params.get("view") === "flat" ? "flat" : "chain",
+  mode: MODES.includes(params.get("view")) ? params.get("view") : "chain",
   expiry: params.get("expiry"),
   settle: params.get("settle")?.toUpperCase() === "USDC" ? "USDC" : "USDT",
   sides: "both",
@@ -38,6 +41,7 @@ const chain = new ChainTable($("chain"), flasher);
 const flat = new FlatTable($("flat"), flasher);
 const smile = new Smile($("smile"));
 const strip = new ExpiryStrip($("strip"));
+const analytics = new AnalyticsView($("analytics"), { asset: config.asset });
 const hiddenStyle = document.head.appendChild(document.createElement("style"));
 const dirty = new Set();
 let paintScheduled = false;
@@ -93,7 +97,7 @@ function onSnapshot(frame) {
     socket.setView(wanted); // the user changed the view meanwhile: the right snapshot follows
     return;
   }
-  if (state.mode === "chain" && !fixView()) return;
+  if (state.mode !== "flat" && !fixView()) return;
   rebuild();
 }
 
@@ -115,6 +119,7 @@ function onAnalytics(frame) {
   const wanted = wantedView();
   if (wanted.expiry && state.serverView?.expiry === wanted.expiry && state.serverView?.settle === wanted.settle) {
     strip.show(frame.expiry, frame.ts);
+    analytics.show(frame.analytics, frame.expiry, frame.ts);
   }
 }
 
@@ -151,7 +156,7 @@ function onInstruments(frame) {
   for (const row of frame.listed) state.rows.set(row.symbol, row);
   state.expiries = frame.expiries;
   renderExpiries();
-  if (state.mode === "chain" && !fixView()) return;
+  if (state.mode !== "flat" && !fixView()) return;
   rebuild();
 }
 
@@ -169,14 +174,15 @@ function schedulePaint() {
   requestAnimationFrame(paint);
 }
 
+// The analytics view has no table: its rows are painted into the chain when the chain is shown again (rebuild).
 function paint() {
   paintScheduled = false;
-  const table = state.mode === "flat" ? flat : chain;
+  const table = { chain, flat, analytics: null }[state.mode];
   let latest = null;
   for (const symbol of dirty) {
     const row = state.rows.get(symbol);
     if (!row) continue;
-    table.update(row);
+    table?.update(row);
     if (row.index_price != null && (!latest || row.ts > latest.ts)) latest = row;
   }
   dirty.clear();
@@ -187,18 +193,23 @@ function paint() {
     if (forward !== chain.forward) chain.relayout(forward);
     smile.update(rows, forward);
     renderSummary(forward);
+  } else if (state.mode === "analytics") {
+    const rows = viewRows();
+    analytics.setRows(rows, forwardOf(rows));
   }
   renderIndicator();
 }
 
 function rebuild() {
   const rows = viewRows();
-  document.body.classList.toggle("mode-flat", state.mode === "flat");
+  for (const mode of MODES) document.body.classList.toggle(`mode-${mode}`, state.mode === mode);
   $("chain").hidden = state.mode === "flat";
   $("flat").hidden = state.mode !== "flat";
   if (state.mode === "flat") {
     flat.build(rows);
     flat.search($("search").value);
+  } else if (state.mode === "analytics") {
+    analytics.setRows(rows, forwardOf(rows), true);
   } else {
     chain.build(rows);
     chain.setFilters(filters());
@@ -284,8 +295,8 @@ function renderControls() {
   for (const button of $("sides").querySelectorAll("button")) button.setAttribute("aria-pressed", String(button.dataset.sides === state.sides));
   for (const button of $("expiries").querySelectorAll("button")) button.setAttribute("aria-pressed", String(button.dataset.expiry === state.expiry));
   const query = new URLSearchParams();
-  if (state.mode === "flat") query.set("view", "flat");
-  else {
+  if (state.mode !== "chain") query.set("view", state.mode);
+  if (state.mode !== "flat") {
     if (state.expiry) query.set("expiry", state.expiry);
     query.set("settle", state.settle);
   }
@@ -311,6 +322,7 @@ function notice(text, forMs) {
 function changeView() {
   socket.setView(wantedView());
   strip.expect(wantedView());
+  analytics.expect(wantedView());
   renderControls();
 }
 
@@ -329,8 +341,11 @@ $("expiries").addEventListener("click", (event) => {
 $("mode").addEventListener("click", (event) => {
   const button = event.target.closest("button[data-mode]");
   if (!button || button.dataset.mode === state.mode) return;
+  const sameView = state.mode !== "flat" && button.dataset.mode !== "flat";
   state.mode = button.dataset.mode;
-  changeView();
+  // The chain and the analytics view show the same expiry: the rows in hand serve, no new snapshot is needed.
+  if (sameView) rebuild();
+  else changeView();
 });
 $("settle").addEventListener("click", (event) => {
   const button = event.target.closest("button[data-settle]");
@@ -428,5 +443,7 @@ const socket = new LiveSocket({
 renderExpiries();
 renderControls();
 strip.expect(wantedView());
+analytics.expect(wantedView());
+for (const mode of MODES) document.body.classList.toggle(`mode-${mode}`, state.mode === mode);
 socket.connect();
-window.chainPage = { state, chain, flat, socket, strip };
+window.chainPage = { state, chain, flat, socket, strip, analytics };

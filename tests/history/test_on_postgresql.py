@@ -11,30 +11,21 @@ import secrets
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import pytest
 from django.db import connection
 
-from tests import in_ci
+from tests import postgres_database_url, postgres_maintenance
 
 BASE_DIR = Path(__file__).resolve().parents[2]
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432/postgres")
 MODULES = ("tests/history/test_recorder.py", "tests/history/test_retention.py")
 
 
 @pytest.mark.skipif(connection.vendor == "postgresql", reason="this run is on PostgreSQL already")
 def test_the_recording_and_pruning_tests_pass_on_postgresql() -> None:
-    try:
-        maintenance = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        if in_ci():
-            pytest.fail(f"CI=true and PostgreSQL does not answer at {POSTGRES_URL} (TEST_POSTGRES_URL): {exc}")
-        pytest.skip(f"PostgreSQL does not answer at {POSTGRES_URL} (set TEST_POSTGRES_URL to one that does)")
+    maintenance = postgres_maintenance()
     name = f"optionsite_history_{secrets.token_hex(4)}"
-    parts = urlsplit(POSTGRES_URL)
-    database_url = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+    database_url = postgres_database_url(name)
     with maintenance:
         try:
             result = subprocess.run(

@@ -21,10 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
-import psycopg
 import pytest
 from channels.testing import WebsocketCommunicator
 from django.test import Client
@@ -32,12 +30,11 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 from yarl import URL
 
 from optionsite.devstack import free_port, web_server_args
-from tests import in_ci
+from tests import postgres_database_url, postgres_maintenance
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
 CLOSE_NO_ROUTE = 4404
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432/postgres")
 STAFF_PASSWORD = "bad-input-" + secrets.token_hex(8)
 NO_ROUTE_PATHS = ["/ws/nothing/", "/ws/chain/", "/ws/chain/BTC/extra/", "/", "/api/stats/"]
 
@@ -269,27 +266,21 @@ def test_daphne_closes_the_connection_without_an_answer_on_a_line_over_16384_byt
 
 
 @pytest.fixture(scope="module")
-def postgres_database_url() -> Iterator[str]:
+def postgres_database() -> Iterator[str]:
     """A database of its own on the server at ``POSTGRES_URL``, dropped afterwards."""
-    try:
-        maintenance = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        if in_ci():
-            pytest.fail(f"CI=true and PostgreSQL does not answer at {POSTGRES_URL} (TEST_POSTGRES_URL): {exc}")
-        pytest.skip(f"PostgreSQL does not answer at {POSTGRES_URL} (set TEST_POSTGRES_URL to one that does)")
+    maintenance = postgres_maintenance()
     name = f"optionsite_bad_input_{secrets.token_hex(4)}"
     with maintenance:
         maintenance.execute(f'CREATE DATABASE "{name}"')
         try:
-            parts = urlsplit(POSTGRES_URL)
-            yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+            yield postgres_database_url(name)
         finally:
             maintenance.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")
-def postgres_web_server(postgres_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
-    with running_daphne(database_url=postgres_database_url, directory=tmp_path_factory.mktemp("pg")) as server:
+def postgres_web_server(postgres_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
+    with running_daphne(database_url=postgres_database, directory=tmp_path_factory.mktemp("pg")) as server:
         yield server
 
 

@@ -65,6 +65,8 @@ function segmented(label, choices, onChoose) {
 }
 
 const legendValue = (formatValue) => (u, value) => formatValue(value);
+// Calls' or puts' bars of a by-strike chart (`shape`: uPlot's bars options), compact numbers in the legend.
+const barSeries = (label, color, shape) => ({ label, stroke: color, fill: `${color}b0`, paths: bars(shape), points: { show: false }, value: legendValue(compactNumber) });
 
 export class AnalyticsView {
   constructor(element, { asset }) {
@@ -194,8 +196,8 @@ export class AnalyticsView {
       axes: [strikeAxis, compactAxis],
       series: [
         { label: "Strike", value: legendValue(format.strike) },
-        { label: "Calls", stroke: COLORS.call, fill: `${COLORS.call}b0`, paths: bars({ size: [0.45, 40], align: -1 }), points: { show: false }, value: legendValue(compactNumber) },
-        { label: "Puts", stroke: COLORS.put, fill: `${COLORS.put}b0`, paths: bars({ size: [0.45, 40], align: 1 }), points: { show: false }, value: legendValue(compactNumber) },
+        barSeries("Calls", COLORS.call, { size: [0.45, 40], align: -1 }),
+        barSeries("Puts", COLORS.put, { size: [0.45, 40], align: 1 }),
       ],
       hooks: { draw: [(u) => drawMarks(u, this.expiryMarks(["forward", "max_pain"]))] },
     }));
@@ -233,8 +235,8 @@ export class AnalyticsView {
       axes: [strikeAxis, compactAxis],
       series: [
         { label: "Strike", value: legendValue(format.strike) },
-        { label: "Calls", stroke: COLORS.call, fill: `${COLORS.call}b0`, paths: bars({ size: [0.6, 40] }), points: { show: false }, value: legendValue(compactNumber) },
-        { label: "Puts", stroke: COLORS.put, fill: `${COLORS.put}b0`, paths: bars({ size: [0.6, 40] }), points: { show: false }, value: legendValue(compactNumber) },
+        barSeries("Calls", COLORS.call, { size: [0.6, 40] }),
+        barSeries("Puts", COLORS.put, { size: [0.6, 40] }),
         { label: "Net", stroke: COLORS.mark, width: 1.5, spanGaps: true, points: { show: false }, value: legendValue(compactNumber) },
       ],
       hooks: { draw: [(u) => drawMarks(u, this.expiryMarks(["forward", "call_wall", "put_wall", "gamma_flip"]))] },
